@@ -1,0 +1,18 @@
+"""convlens: train small CNNs on MNIST-like data fast, then look inside them.
+
+The public API; every name here is re-exported from the module that owns it.
+"""
+
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .data import Dataset, load_dataset
+from .errors import UserError
+from .models import PRESETS, build_model, summary
+from .runs import Run, load_run
+from .train import TrainResult, evaluate, predict, train
+from .workflows import evaluate_run, train_run
+
+__all__ = [
+    "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "Dataset", "load_dataset", "UserError",
+    "PRESETS", "build_model", "summary", "Run", "load_run", "TrainResult", "evaluate", "predict", "train",
+    "evaluate_run", "train_run",
+]

@@ -1,0 +1,196 @@
+"""The convlens command line: parses flags, calls the public functions, prints results.
+
+Training flags are generated from the config dataclasses, with the help text taken from each
+field's comment, so a new config field is a new flag without touching this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import CHOICES, RECIPES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import UserError
+
+console = Console()
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line, not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def field_help(cls) -> dict[str, str]:
+    """Return each dataclass field's trailing comment, used as its --help text."""
+    source = inspect.getsource(cls)
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, re.M))
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} options")
+        helps = field_help(cls)
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            kw = dict(dest=f"{section}.{f.name}", default=None, help=f"{helps.get(f.name, '')} (default: {f.default})")
+            if f.type in ("bool", bool):
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            else:
+                kind = {"int": int, "float": float}.get(str(f.type), str)
+                group.add_argument(flag, type=kind, choices=CHOICES.get(f.name),
+                                   metavar=None if f.name in CHOICES else f.name.upper(), **kw)
+
+
+def config_from_args(args) -> tuple[RunConfig, list[str]]:
+    """Return the RunConfig of defaults, then the recipe, then the flags given; and the flags given."""
+    given = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    sections: dict[str, dict] = {"train": dict(RECIPES[args.recipe])}
+    for key, value in given.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    return RunConfig().replace(**sections), sorted(given)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="convlens", description="Train small CNNs on MNIST-like data fast, then look inside them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    data = sub.add_parser("data", help="fetch data sets and describe them")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    fetch = data_sub.add_parser("fetch", help="install data sets into $CONVLENS_DATA (default ~/.cache/convlens)")
+    fetch.add_argument("name", choices=["mnist", "fashion-mnist", "all"])
+    info = data_sub.add_parser("info", help="counts, shape, class balance and class names of a data set")
+    info.add_argument("dataset", help="mnist, fashion-mnist or idx:DIR")
+
+    summary = sub.add_parser("summary", help="layers, output shapes, parameters and receptive fields of a model")
+    summary.add_argument("--model", default="simple", help=f"a preset ({', '.join(_presets())}) or a layer spec")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    train = sub.add_parser("train", help="train a model into a run folder",
+                           description="Train a model. A recipe sets the training defaults; flags override it.")
+    train.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
+                       help="fast: convlens's quick default; seed: the articles' recipe (fp32, batch 64, SGD, step lr, L2)")
+    train.add_argument("--out", help="run folder to create (default: runs/MODEL-DATASET, numbered if taken)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch")
+    add_config_flags(train)
+
+    ev = sub.add_parser("eval", help="evaluate a run on a test set: metrics.json, confusion matrix, misclassified gallery")
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("--dataset", help="evaluate on another data set (default: the run's own)")
+    return p
+
+
+def _presets() -> list[str]:
+    from .models import PRESETS
+
+    return list(PRESETS)
+
+
+def cmd_data(args) -> None:
+    if args.data_command == "fetch":
+        from .fetch import fetch
+
+        for name in ("mnist", "fashion-mnist") if args.name == "all" else (args.name,):
+            fetch(name, log=console.print)
+        return
+    from .data import class_balance, load_dataset
+
+    ds = load_dataset(args.dataset)
+    table = Table(title=f"{ds.name}: train {len(ds.train_labels)}, test {len(ds.test_labels)}, images 28x28 uint8")
+    for col in ("class", "name", "train", "test"):
+        table.add_column(col, justify="right" if col in ("class", "train", "test") else "left")
+    train_n, test_n = class_balance(ds.train_labels, ds.num_classes), class_balance(ds.test_labels, ds.num_classes)
+    for c, name in enumerate(ds.class_names):
+        table.add_row(str(c), name, str(train_n[c]), str(test_n[c]))
+    console.print(table)
+
+
+def cmd_summary(args) -> None:
+    from .models import build_model, resolve_spec, summary
+
+    rows = summary(build_model(args.model))
+    total = sum(r.params for r in rows)
+    if args.json:
+        print(json.dumps({"spec": resolve_spec(args.model), "layers": [dataclasses.asdict(r) for r in rows],
+                          "total_params": total}, indent=2))
+        return
+    table = Table(title=resolve_spec(args.model), caption="receptive field: the input square one unit sees; "
+                  "jump: input pixels between neighbouring units")
+    for col in ("layer", "type", "output shape", "params", "receptive field", "jump"):
+        table.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for r in rows:
+        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}",
+                      f"{r.receptive_field}x{r.receptive_field}", str(r.jump) if r.jump else "-")
+    table.add_row("total", "", "", f"{total:,}", "", "", style="bold")
+    console.print(table)
+
+
+def cmd_train(args) -> None:
+    from .runs import read_config
+    from .workflows import train_run
+
+    if args.resume:
+        config, given = read_config(Path(args.resume)), config_from_args(args)[1]
+        if given or args.out:
+            raise UserError("--resume continues a run with its stored config; give no other training flags")
+        out = Path(args.resume)
+    else:
+        config, _ = config_from_args(args)
+        out = Path(args.out) if args.out else _default_out(config)
+    console.print(f"training [bold]{config.model.model}[/] on {config.data.dataset} into {out}")
+    try:
+        metrics = train_run(config, out, resume=bool(args.resume))
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted; the last finished epoch is saved. Continue with: convlens train --resume {out}")
+        raise SystemExit(130) from None
+    _print_metrics(metrics, out)
+
+
+def _default_out(config: RunConfig) -> Path:
+    name = config.model.model if config.model.model in _presets() else "custom"
+    base = f"runs/{name}-{config.data.dataset.replace('idx:', '').strip('/').replace('/', '_')}"
+    out, n = Path(base), 1
+    while out.exists():
+        n += 1
+        out = Path(f"{base}-{n}")
+    return out
+
+
+def cmd_eval(args) -> None:
+    from .workflows import evaluate_run
+
+    _print_metrics(evaluate_run(args.run, dataset=args.dataset), Path(args.run))
+
+
+def _print_metrics(metrics: dict, run_dir: Path) -> None:
+    pairs = ", ".join(f"{p['true']}→{p['pred']} ({p['count']})" for p in metrics["most_confused"][:5])
+    console.print(f"test accuracy [bold]{metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} on {metrics['dataset']}")
+    console.print(f"most confused (true→pred): {pairs}")
+    console.print(f"run folder: {run_dir}  (metrics.json, plots/curves.png, plots/confusion.png, plots/misclassified.png)")
+
+
+COMMANDS = {"data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"convlens {args.command}: error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

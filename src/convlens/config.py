@@ -1,0 +1,118 @@
+"""Frozen dataclasses that describe a run completely, and their round trip through plain dicts.
+
+The resolved config is written into every run folder and every weights file, so a run can be
+reproduced from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+
+from .errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS, "device": DEVICES}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"  # registry name (mnist, fashion-mnist) or idx:DIR
+    val_size: int = 5000  # the last N training images are held out for validation; 0 = none
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = "simple"  # preset name or layer spec such as conv32k3-pool2-flatten-dense10
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; the defaults are the `fast` recipe (98.8% on MNIST in one epoch)."""
+
+    epochs: int = 2  # full passes over the training split
+    batch_size: int = 128  # images per optimizer step
+    optimizer: str = "sgd"  # sgd | adam | rmsprop
+    lr: float = 0.1  # peak learning rate, per batch of batch_size images
+    momentum: float = 0.9  # sgd and rmsprop momentum
+    nesterov: bool = True  # Nesterov momentum (sgd only)
+    l2: float = 0.0  # Keras-style kernel regulariser: adds l2 * sum(w**2) of conv/dense kernels, not biases
+    weight_decay: float = 0.0  # decoupled weight decay: each step shrinks all weights by lr * weight_decay
+    schedule: str = "onecycle"  # constant | step | exponential | cosine | onecycle
+    step_every: float = 2.0  # step: epochs between decays
+    gamma: float = 0.5  # step: factor per decay; exponential: factor per epoch
+    min_lr: float = 0.0  # cosine: lr at the end
+    warmup: float = 0.2  # onecycle: share of the run spent rising from lr/25 to lr, then falling to 0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    seed: int = 0  # one seed drives init, shuffling and dropout
+    precision: str = "auto"  # auto (bf16 only where the hardware has it) | fp32 | bf16
+    channels_last: bool = True  # NHWC memory layout; measured 1.2-1.9x faster on an AVX2 CPU
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool = False  # torch.compile: ~30 s of compilation, pays off only for long runs
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """Return the config as nested plain dicts, ready for JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """Return the config a dict describes; unknown keys are an error, missing keys take defaults."""
+        parts = {}
+        for f in fields(cls):
+            part_cls = f.default_factory
+            part = d.get(f.name, {})
+            unknown = set(part) - {pf.name for pf in fields(part_cls)}
+            if unknown:
+                raise UserError(f"config section '{f.name}' has unknown keys {sorted(unknown)}")
+            parts[f.name] = part_cls(**part)
+        return cls(**parts).validated()
+
+    def validated(self) -> "RunConfig":
+        """Return self after checking every value a user can set; raise UserError naming the flag."""
+        t, d = self.train, self.data
+        _check(t.epochs >= 1, "--epochs must be at least 1")
+        _check(t.batch_size >= 1, "--batch-size must be at least 1")
+        _check(t.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        _check(t.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
+        _check(t.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}")
+        _check(t.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}")
+        _check(t.lr > 0, "--lr must be positive")
+        _check(0 <= t.momentum < 1, "--momentum must be in [0, 1)")
+        _check(t.l2 >= 0 and t.weight_decay >= 0, "--l2 and --weight-decay must be >= 0")
+        _check(0 < t.gamma <= 1, "--gamma must be in (0, 1]")
+        _check(t.step_every > 0, "--step-every must be positive")
+        _check(0 <= t.warmup < 1, "--warmup must be in [0, 1)")
+        _check(0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
+        _check(d.val_size >= 0, "--val-size must be >= 0")
+        return self
+
+    def replace(self, **sections) -> "RunConfig":
+        """Return a copy with fields of each named section replaced, e.g. replace(train={'lr': 0.1})."""
+        parts = {name: dataclasses.replace(getattr(self, name), **changes) for name, changes in sections.items()}
+        return dataclasses.replace(self, **parts).validated()
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+# Named training recipes: each sets TrainConfig fields over the defaults; flags given on top win.
+RECIPES: dict[str, dict] = {
+    "fast": {},  # the defaults: big batches, Nesterov SGD and OneCycle, so one epoch is enough
+    # The articles' recipe: SGD with momentum, batch 64, a step schedule, Keras-style L2, fp32.
+    "seed": dict(
+        epochs=5, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, l2=5e-4,
+        schedule="step", step_every=2.0, gamma=0.5, precision="fp32",
+    ),
+}

@@ -1,0 +1,52 @@
+"""A rich progress bar for training: one bar over all steps, showing loss, accuracy and lr."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+class EpochProgress:
+    """Shows training progress when enabled; a silent no-op otherwise (tests, the Python API)."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, start_epoch: int = 0, enabled: bool = True):
+        self.enabled, self.epochs = enabled, epochs
+        if not enabled:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.4f}  lr {task.fields[lr]:.2e}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task(
+            "train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
+            epoch=start_epoch + 1, epochs=epochs, loss=float("nan"), acc=0.0, lr=0.0,
+        )
+
+    def __enter__(self):
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.stop()
+
+    def step(self, epoch: int, loss: float, accuracy: float, lr: float) -> None:
+        if self.enabled:
+            self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss, acc=accuracy, lr=lr)
+
+    def end_epoch(self, entry: dict) -> None:
+        if not self.enabled:
+            return
+        val = f"  val_acc {entry['val_accuracy']:.4f}" if entry.get("val_accuracy") is not None else ""
+        self.progress.console.print(
+            f"epoch {entry['epoch']}/{self.epochs}  train_loss {entry['train_loss']:.4f}  "
+            f"train_acc {entry['train_accuracy']:.4f}{val}  lr {entry['lr']:.2e}  {entry['seconds']:.1f}s"
+        )

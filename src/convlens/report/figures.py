@@ -1,0 +1,87 @@
+"""Figures of a training run: curves, confusion matrix and the misclassified gallery.
+
+Each function returns a matplotlib Figure (it renders inline in Jupyter); save() writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; Jupyter's inline backend still renders returned Figures
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ..runs import atomic_write  # noqa: E402
+
+
+def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write a figure as PNG atomically, close it, and return the path."""
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def curves(history: list[dict]) -> Figure:
+    """Return loss, accuracy and learning rate per epoch, training against validation."""
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
+        val = [h.get(f"val_{key}") for h in history]
+        if any(v is not None for v in val):
+            ax.plot(epochs, val, "s-", label="validation")
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[2].plot(epochs, [h["lr"] for h in history], "o-", color="tab:green")
+    axes[2].set(title="learning rate at epoch end", xlabel="epoch")
+    axes[2].grid(alpha=0.3)
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(matrix: list[list[int]], class_names: tuple[str, ...]) -> Figure:
+    """Return the confusion matrix (rows = true class) with counts; the diagonal is greyed out to show errors."""
+    m = np.asarray(matrix)
+    errors = m.copy()
+    np.fill_diagonal(errors, 0)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(errors, cmap="Reds")
+    for (t, p), n in np.ndenumerate(m):
+        color = "0.5" if t == p else ("white" if errors[t, p] > errors.max() * 0.6 else "black")
+        ax.text(p, t, str(n), ha="center", va="center", fontsize=8, color=color)
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix ({m.trace()}/{m.sum()} correct)")
+    fig.colorbar(im, ax=ax, label="errors")
+    fig.tight_layout()
+    return fig
+
+
+def gallery(images: np.ndarray, titles: list[str], columns: int = 10, suptitle: str = "") -> Figure:
+    """Return a grid of 28x28 images with a title over each."""
+    n = max(len(images), 1)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles):
+        ax.imshow(img, cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def misclassified(images_u8, labels, predictions, class_names, limit: int = 50) -> Figure:
+    """Return a gallery of misclassified images titled 'pred (true)', as in the articles."""
+    wrong = np.flatnonzero(np.asarray(predictions) != np.asarray(labels))[:limit]
+    titles = [f"{class_names[int(predictions[i])]} ({class_names[int(labels[i])]})" for i in wrong]
+    return gallery(np.asarray(images_u8)[wrong], titles, suptitle=f"misclassified: pred (true), first {len(wrong)}")

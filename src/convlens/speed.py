@@ -1,0 +1,81 @@
+"""The fast path: every speed trick is one named, switchable function with its reason and effect.
+
+Measured on the 2-core AMD EPYC (AVX2, no bf16 units) these machines have, `simple`, one epoch:
+    batch 64 fp32 NCHW        ~44 s   (a plain PyTorch loop)
+    batch 256 channels_last   ~22 s   (channels_last alone: 1.2-1.9x, largest at big batches)
+    bf16 autocast             ~200 s  (emulated bf16 is 7x *slower* without AMX/AVX512-BF16)
+so bf16 is chosen automatically only where the hardware has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Return the torch device for auto|cpu|cuda; cuda when asked for but absent is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Return whether this CPU has bf16 matrix units (AMX or AVX512-BF16), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Return fp32 or bf16: auto picks bf16 only where it is fast (CUDA with bf16, or a bf16 CPU)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    """Return the autocast context for a precision; bf16 keeps weights fp32 and runs matmuls/convs in bf16."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """Return the layout for images and conv weights.
+
+    channels_last (NHWC) lets oneDNN/cuDNN pick their fastest conv kernels without reordering on
+    every call; measured 1.2x at batch 64 and 1.9x at batch 256 for `simple` on an AVX2 CPU.
+    """
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def images_to_device(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Return uint8 images (N, 28, 28) as float (N, 1, 28, 28) in [0, 1] on the device.
+
+    Converted once for the whole set, so a batch is a slice and not a per-sample transform: this
+    is what takes the DataLoader (about a fifth of a plain loop's time on MNIST) off the hot path.
+    """
+    return images_u8.to(device).unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28)
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    """Return the model compiled with torch.compile when enabled.
+
+    Compilation took ~28 s on a 2-core CPU for one epoch of `simple`, so it is off by default and
+    only worth it for long runs.
+    """
+    return torch.compile(model) if enabled else model

@@ -1,0 +1,211 @@
+"""train() and evaluate(): one readable training recipe, its checkpoints, and test-set metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import runs
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .errors import UserError
+from .models import build_model
+from .progress import EpochProgress
+from .schedules import lr_at
+from .speed import autocast, images_to_device, maybe_compile, memory_format, resolve_device, resolve_precision
+
+EVAL_BATCH = 1000
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # trained, in eval mode, on the training device
+    history: list[dict]  # one entry per epoch
+    run_dir: Path | None
+    dataset: Dataset
+
+
+def make_optimizer(model: nn.Module, c) -> torch.optim.Optimizer:
+    """Return the optimizer the config names; its lr is set every step by the schedule."""
+    params = list(model.parameters())
+    if c.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
+    if c.optimizer == "adam":
+        return torch.optim.Adam(params, lr=c.lr)
+    # Keras' RMSprop defaults: rho 0.9, eps 1e-7.
+    return torch.optim.RMSprop(params, lr=c.lr, alpha=0.9, eps=1e-7, momentum=c.momentum)
+
+
+def l2_penalty(model: nn.Module, l2: float) -> torch.Tensor:
+    """Return Keras' kernel_regularizer=l2(l2) term: l2 * sum(w**2) over conv and dense kernels, not biases."""
+    kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return l2 * sum(w.pow(2).sum() for w in kernels)
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Seed dropout for an epoch and return its shuffling generator: any epoch replays from (seed, epoch) alone."""
+    torch.manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train(config: RunConfig, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> TrainResult:
+    """Train a model as the config says; with `out`, write the run folder (and resume from it if asked)."""
+    config = config.validated()
+    c = config.train
+    run_dir = Path(out) if out is not None else None
+    device = resolve_device(c.device)
+    precision = resolve_precision(c.precision, device)
+    fmt = memory_format(c.channels_last)
+    dataset = load_dataset(config.data.dataset)
+    (train_x, train_y), (val_x, val_y) = dataset.split(config.data.val_size)
+    x, y = images_to_device(train_x, device), train_y.to(device)
+
+    torch.manual_seed(c.seed)
+    model = build_model(config.model.model, num_classes=dataset.num_classes).to(device, memory_format=fmt)
+    optimizer = make_optimizer(model, c)
+    history: list[dict] = []
+    start_epoch = 0
+    if run_dir is not None:
+        start_epoch, history = _prepare_run_dir(run_dir, config, model, optimizer, resume)
+    forward = maybe_compile(model, c.compile)
+    steps_per_epoch = -(-len(y) // c.batch_size)
+
+    bar = EpochProgress(c.epochs, steps_per_epoch, start_epoch, enabled=progress)
+    with bar:
+        for epoch in range(start_epoch, c.epochs):
+            started = time.perf_counter()
+            gen = seed_epoch(c.seed, epoch)
+            order = torch.randperm(len(y), generator=gen).to(device)
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for step in range(steps_per_epoch):
+                lr = lr_at(epoch + step / steps_per_epoch, c)
+                idx = order[step * c.batch_size : (step + 1) * c.batch_size]
+                xb, yb = x[idx].contiguous(memory_format=fmt), y[idx]
+                with autocast(precision, device):
+                    logits = forward(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=c.label_smoothing)
+                if c.l2:
+                    loss = loss + l2_penalty(model, c.l2)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(_diverged_message(epoch, step, run_dir, history))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if c.weight_decay:  # decoupled: shrink weights directly instead of adding to the gradient
+                    torch._foreach_mul_(list(model.parameters()), 1.0 - lr * c.weight_decay)
+                optimizer.step()
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
+                bar.step(epoch, loss.item(), correct.item() / min((step + 1) * c.batch_size, len(y)), lr)
+            entry = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum.item() / len(y),
+                "train_accuracy": correct.item() / len(y),
+                "lr": lr_at(epoch + 1, c),
+                "seconds": time.perf_counter() - started,
+            }
+            if len(val_y):
+                v = evaluate(model, val_x, val_y, device=device, precision=precision, channels_last=c.channels_last)
+                entry |= {"val_loss": v["loss"], "val_accuracy": v["accuracy"]}
+            else:
+                entry |= {"val_loss": None, "val_accuracy": None}
+            history.append(entry)
+            bar.end_epoch(entry)
+            if run_dir is not None:
+                _write_epoch(run_dir, model, optimizer, epoch + 1, config, history)
+
+    model.eval()
+    return TrainResult(model, history, run_dir, dataset)
+
+
+def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume: bool) -> tuple[int, list[dict]]:
+    """Create a new run folder, or restore a resumed one; return (finished epochs, history)."""
+    if not resume:
+        if (run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.WEIGHTS).exists():
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
+        try:
+            runs.write_json(run_dir / runs.CONFIG, config.to_dict())
+        except OSError as e:
+            raise UserError(f"cannot write to {run_dir}: {e.strerror}; choose another --out") from None
+        return 0, []
+    epoch = runs.load_checkpoint(run_dir, model, optimizer)
+    history = runs.read_json(run_dir / runs.HISTORY)[:epoch] if (run_dir / runs.HISTORY).exists() else []
+    return epoch, history
+
+
+def _write_epoch(run_dir: Path, model, optimizer, epoch: int, config: RunConfig, history: list[dict]) -> None:
+    # The checkpoint is the source of truth for --resume; history past its epoch is ignored on resume,
+    # so the order of these writes cannot leave the folder inconsistent.
+    try:
+        runs.save_checkpoint(run_dir, model, optimizer, epoch, config)
+        runs.save_weights(run_dir / runs.WEIGHTS, model, config)
+        runs.write_json(run_dir / runs.HISTORY, history)
+    except OSError as e:
+        raise UserError(
+            f"cannot write the checkpoint to {run_dir}: {e.strerror}; the previous checkpoint is intact. "
+            f"Free space, then `convlens train --resume {run_dir}`"
+        ) from None
+
+
+def _diverged_message(epoch: int, step: int, run_dir: Path | None, history: list[dict]) -> str:
+    where = f"loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}"
+    kept = f"; the checkpoint after epoch {len(history)} in {run_dir} is kept" if run_dir and history else ""
+    return f"{where}{kept}. Lower --lr or --l2, or try --precision fp32"
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device | str = "cpu", precision: str = "fp32",
+            channels_last: bool = False, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Return the logits (N, classes) of a model for uint8 images (N, 28, 28), in fp32 on the CPU."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    fmt = memory_format(channels_last)
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        xb = images_to_device(images_u8[i : i + batch_size], device).contiguous(memory_format=fmt)
+        with autocast(precision, device):
+            out.append(model(xb).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def evaluate(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None,
+             **predict_kwargs) -> dict:
+    """Return accuracy, loss, per-class accuracy and the confusion matrix (rows = true class)."""
+    logits = predict(model, images_u8, **predict_kwargs)
+    labels = labels.cpu()
+    num_classes = num_classes or logits.shape[1]
+    pred = logits.argmax(1)
+    confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1)).tolist()
+    return {
+        "accuracy": (pred == labels).float().mean().item(),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "predictions": pred,
+    }
+
+
+def most_confused(confusion: list[list[int]], class_names, k: int = 10) -> list[dict]:
+    """Return the k most frequent (true, predicted) error pairs, most frequent first."""
+    pairs = [
+        {"true": class_names[t], "pred": class_names[p], "count": n}
+        for t, row in enumerate(confusion)
+        for p, n in enumerate(row)
+        if t != p and n > 0
+    ]
+    return sorted(pairs, key=lambda d: -d["count"])[:k]

@@ -1,0 +1,49 @@
+"""Run-level jobs that tie training, evaluation and drawing together: what `train` and `eval` do.
+
+train.py stays free of drawing; this module writes the plots and metrics a run folder holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import runs
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .report import figures
+from .train import TrainResult, evaluate, most_confused, train
+
+
+def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train into a run folder, draw its curves, evaluate it on the test set; return the metrics."""
+    result: TrainResult = train(config, out=out, resume=resume, progress=progress)
+    figures.save(figures.curves(result.history), Path(out) / "plots" / "curves.png")
+    return evaluate_run(out, dataset=result.dataset, model=result.model)
+
+
+def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, model=None) -> dict:
+    """Evaluate a run on a test set; write metrics.json, plots/confusion.png and plots/misclassified.png."""
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    model = model if model is not None else runs.load_run(run_dir).model
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(dataset or config.data.dataset)
+    device = next(model.parameters()).device
+    result = evaluate(model, dataset.test_images, dataset.test_labels, num_classes=dataset.num_classes, device=device)
+    names = dataset.class_names
+    metrics = {
+        "dataset": dataset.name,
+        "test_accuracy": result["accuracy"],
+        "test_loss": result["loss"],
+        "per_class_accuracy": dict(zip(names, result["per_class_accuracy"])),
+        "confusion_matrix": result["confusion_matrix"],
+        "most_confused": most_confused(result["confusion_matrix"], names),
+    }
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    plots = run_dir / "plots"
+    figures.save(figures.confusion(result["confusion_matrix"], names), plots / "confusion.png")
+    figures.save(
+        figures.misclassified(dataset.test_images, dataset.test_labels, result["predictions"], names),
+        plots / "misclassified.png",
+    )
+    return metrics

@@ -1,0 +1,65 @@
+"""Shared fixtures: IDX writing, a small real-MNIST subset, and tiny training configs."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlens.config import RunConfig
+from convlens.data import REGISTRY, data_dir, load_dataset
+
+SMALL_TRAIN, SMALL_TEST = 2048, 512
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """Write a uint8 array as an IDX file (magic 0x0000 08 ndim, big-endian dims)."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def write_idx_folder(folder: Path, train_x, train_y, test_x, test_y, gz: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{ext}", train_x, gz)
+    write_idx(folder / f"train-labels-idx1-ubyte{ext}", train_y, gz)
+    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", test_x, gz)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", test_y, gz)
+    return folder
+
+
+def require_installed(name: str) -> None:
+    if not (data_dir() / REGISTRY[name].folder).is_dir():
+        pytest.fail(f"{name} is not installed in {data_dir()}; run `make data` (convlens data fetch all) first")
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    require_installed("mnist")
+    return load_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist, tmp_path_factory) -> str:
+    """Return the dataset name idx:DIR of a real MNIST subset: 2048 training and 512 test images."""
+    folder = tmp_path_factory.mktemp("small-mnist")
+    write_idx_folder(
+        folder,
+        mnist.train_images[:SMALL_TRAIN].numpy(), mnist.train_labels[:SMALL_TRAIN].numpy(),
+        mnist.test_images[:SMALL_TEST].numpy(), mnist.test_labels[:SMALL_TEST].numpy(),
+    )
+    return f"idx:{folder}"
+
+
+@pytest.fixture
+def tiny_config(small_mnist) -> RunConfig:
+    """A quick run on the small subset: 2 epochs of 15 steps."""
+    return RunConfig().replace(
+        data={"dataset": small_mnist, "val_size": 256},
+        train={"epochs": 2, "batch_size": 128, "lr": 0.05, "precision": "fp32"},
+    )
