@@ -8,7 +8,7 @@ from .data import Dataset, load_dataset
 from .errors import UserError
 from .models import PRESETS, build_model, summary
 from .runs import Run, load_run
-from .train import TrainResult, evaluate, predict, train
+from .training import TrainResult, evaluate, predict, train
 from .workflows import evaluate_run, train_run
 
 __all__ = [

@@ -20,7 +20,7 @@ from rich.table import Table
 from .config import CHOICES, RECIPES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import UserError
 
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line, copyable
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
@@ -107,7 +107,9 @@ def cmd_data(args) -> None:
     from .data import class_balance, load_dataset
 
     ds = load_dataset(args.dataset)
-    table = Table(title=f"{ds.name}: train {len(ds.train_labels)}, test {len(ds.test_labels)}, images 28x28 uint8")
+    console.print(f"{ds.name}: train {len(ds.train_labels)}, test {len(ds.test_labels)}, images 28x28 uint8, "
+                  f"{ds.num_classes} classes")
+    table = Table()
     for col in ("class", "name", "train", "test"):
         table.add_column(col, justify="right" if col in ("class", "train", "test") else "left")
     train_n, test_n = class_balance(ds.train_labels, ds.num_classes), class_balance(ds.test_labels, ds.num_classes)

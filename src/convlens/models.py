@@ -62,6 +62,8 @@ class SpecNet(nn.Sequential):
 
 def resolve_spec(model: str) -> str:
     """Return the layer spec of a preset name, or the spec itself."""
+    if model not in PRESETS and "-" not in model:
+        raise UserError(f"unknown model '{model}'; use a preset ({', '.join(PRESETS)}) or a layer spec: {SPEC_HELP}")
     return PRESETS.get(model, model)
 
 
@@ -101,8 +103,6 @@ def build_model(model: str = "simple", num_classes: int = 10, in_channels: int =
                 x = layer.eval()(x)
         except RuntimeError:
             raise UserError(f"layer {lname} of '{spec}' does not fit its input of shape {tuple(x.shape[1:])}") from None
-        if x.dim() == 4 and min(x.shape[2:]) < 1:
-            raise UserError(f"layer {lname} of '{spec}' shrinks the image to nothing")
         layers[lname] = layer
     return SpecNet(layers, spec).train()
 

@@ -11,7 +11,7 @@ from . import runs
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .report import figures
-from .train import TrainResult, evaluate, most_confused, train
+from .training import TrainResult, evaluate, most_confused, train
 
 
 def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:

@@ -62,6 +62,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     config = config.validated()
     c = config.train
     run_dir = Path(out) if out is not None else None
+    if run_dir is not None and not resume and ((run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.WEIGHTS).exists()):
+        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
     device = resolve_device(c.device)
     precision = resolve_precision(c.precision, device)
     fmt = memory_format(c.channels_last)
@@ -104,7 +106,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 if c.weight_decay:  # decoupled: shrink weights directly instead of adding to the gradient
-                    torch._foreach_mul_(list(model.parameters()), 1.0 - lr * c.weight_decay)
+                    with torch.no_grad():
+                        torch._foreach_mul_(list(model.parameters()), 1.0 - lr * c.weight_decay)
                 optimizer.step()
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
@@ -133,8 +136,6 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
 def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume: bool) -> tuple[int, list[dict]]:
     """Create a new run folder, or restore a resumed one; return (finished epochs, history)."""
     if not resume:
-        if (run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.WEIGHTS).exists():
-            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
         try:
             runs.write_json(run_dir / runs.CONFIG, config.to_dict())
         except OSError as e:

@@ -1,0 +1,118 @@
+"""The command line as a user runs it: real subprocesses, exit codes, one-line errors, run folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import write_idx, write_idx_folder
+
+
+def convlens(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "convlens", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_user_error(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert message in lines[0], lines[0]
+
+
+def test_summary_json_has_the_articles_numbers():
+    done = convlens("summary", "--model", "simple", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["total_params"] == 104202
+    assert [layer["receptive_field"] for layer in out["layers"]][:5] == [3, 4, 8, 10, 18]
+
+
+def test_data_info_prints_counts_and_class_balance(small_mnist, mnist):
+    done = convlens("data", "info", small_mnist)
+    assert done.returncode == 0, done.stderr
+    assert "train 2048, test 512, images 28x28 uint8, 10 classes" in done.stdout
+    train_n = np.bincount(mnist.train_labels[:2048].numpy())
+    test_n = np.bincount(mnist.test_labels[:512].numpy())
+    for c in range(10):
+        assert re.search(rf"{c} .* {c} .* {train_n[c]} .* {test_n[c]} ", done.stdout), c
+
+
+def test_fashion_info_shows_class_names():
+    done = convlens("data", "info", "fashion-mnist")
+    assert done.returncode == 0, done.stderr
+    assert "T-shirt/top" in done.stdout and "Ankle boot" in done.stdout and "6000 │ 1000" in done.stdout
+
+
+@pytest.fixture
+def corrupt_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    good = (rng.integers(0, 256, (8, 28, 28)), np.arange(8) % 10, rng.integers(0, 256, (4, 28, 28)), np.arange(4))
+    folders = {}
+    for name in ("truncated", "magic", "count"):
+        folders[name] = write_idx_folder(tmp_path / name, *good)
+    raw = (folders["truncated"] / "train-images-idx3-ubyte").read_bytes()
+    (folders["truncated"] / "train-images-idx3-ubyte").write_bytes(raw[:-100])
+    (folders["magic"] / "t10k-labels-idx1-ubyte").write_bytes(b"\x12\x34" + raw[2:40])
+    write_idx(folders["count"] / "t10k-labels-idx1-ubyte", np.arange(3))
+    return folders
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["data", "info", "idx:/no/such/folder"], "data folder /no/such/folder does not exist"),
+        (["data", "info", "cifar"], "unknown dataset 'cifar'"),
+        (["data", "info", "idx:{truncated}"], "is truncated"),
+        (["data", "info", "idx:{magic}"], "bad magic number"),
+        (["data", "info", "idx:{count}"], "4 test images but 3 labels"),
+        (["summary", "--model", "resnet50"], "unknown model 'resnet50'; use a preset (simple, simple-mlp"),
+        (["summary", "--model", "conv32k3-flatten-dense9"], "must be dense10"),
+        (["train", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+        (["train", "--lr", "-1"], "--lr must be positive"),
+        (["train", "--schedule", "sometimes"], "argument --schedule: invalid choice"),
+        (["train", "--dataset", "idx:/no/such/folder"], "does not exist"),
+        (["train", "--resume", "/no/such/run"], "run folder /no/such/run does not exist"),
+        (["eval", "/no/such/run"], "run folder /no/such/run does not exist"),
+        (["data", "fetch", "cifar"], "argument name: invalid choice"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args, message, corrupt_folders):
+    assert_user_error(convlens(*(a.format(**corrupt_folders) for a in args)), message)
+
+
+def test_train_then_eval_writes_the_whole_run_folder(small_mnist, tmp_path):
+    run = tmp_path / "run"
+    done = convlens("train", "--dataset", small_mnist, "--val-size", "256", "--epochs", "1", "--batch-size", "64",
+                    "--out", run)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout and str(run) in done.stdout.replace("\n", "")
+    for name in ("config.json", "history.json", "model.safetensors", "metrics.json",
+                 "plots/curves.png", "plots/confusion.png", "plots/misclassified.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 512
+    assert metrics["test_accuracy"] == pytest.approx(np.trace(matrix) / 512)
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 1
+
+    # A second train into the same folder is refused and changes nothing.
+    before = (run / "model.safetensors").read_bytes()
+    assert_user_error(convlens("train", "--dataset", small_mnist, "--out", run), "already holds a run")
+    assert (run / "model.safetensors").read_bytes() == before
+
+    (run / "metrics.json").unlink()
+    done = convlens("eval", run)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "metrics.json").read_text())["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_resume_of_a_finished_run_rejects_other_flags(small_mnist, tmp_path):
+    run = tmp_path / "run"
+    assert convlens("train", "--dataset", small_mnist, "--val-size", "0", "--epochs", "1", "--out", run).returncode == 0
+    assert_user_error(convlens("train", "--resume", run, "--lr", "0.5"), "give no other training flags")
