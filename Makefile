@@ -21,7 +21,7 @@ data: install
 # Fetch MNIST, train the articles' CNN with their recipe, evaluate it, and say where to look.
 demo: install
 	$(BIN)/convlens data fetch mnist
-	$(BIN)/convlens train --model simple --dataset mnist --recipe seed --epochs 3 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/convlens train --model simple --dataset mnist --recipe seed
 
 test: data
 	$(BIN)/python -m pytest -m "not slow" -q
