@@ -23,9 +23,13 @@ demo: install
 	$(BIN)/convlens data fetch mnist
 	$(BIN)/convlens train --model simple --dataset mnist --recipe seed
 
+# All tests, the slow full-data ones included (about 3 minutes on 2 cores).
 test: data
-	$(BIN)/python -m pytest -m "not slow" -q
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -q
+
+# The quick suite only, for the edit-test loop.
+test-fast: data
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: data
 	$(BIN)/python bench/train_speed.py
