@@ -88,7 +88,37 @@ def build_parser() -> Parser:
     ev = sub.add_parser("eval", help="evaluate a run on a test set: metrics.json, confusion matrix, misclassified gallery")
     ev.add_argument("run", help="run folder")
     ev.add_argument("--dataset", help="evaluate on another data set (default: the run's own)")
+    add_inspect_commands(sub)
     return p
+
+
+def add_inspect_commands(sub) -> None:
+    def command(name, help_text):
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("run", help="run folder")
+        c.add_argument("--out", help="output folder (default: a sub-folder of the run)")
+        return c
+
+    m = command("maps", "every feature map of every layer for chosen test images, side by side")
+    m.add_argument("--images", help="CLASS:COUNT list, e.g. 4:3,9:1 = the first three 4s and the first 9 (default 4:1)")
+    m.add_argument("--index", help="test-set indices instead, e.g. 0,17,42")
+    m.add_argument("--layer", action="append", help="limit to this layer (repeatable; default: all map layers)")
+    m.add_argument("--cmap", default="gray", choices=["gray", "jet", "viridis"], help="colour map (jet as in the articles)")
+    m.add_argument("--scale", default="layer", choices=["layer", "map"],
+                   help="layer: one colour range per layer, strengths compare; map: each map stretched alone")
+    k = command("kernels", "a conv layer's learned kernels as images (deeper layers: norms and strongest slices)")
+    k.add_argument("--layer", help="conv layer (default: the first)")
+    pt = command("patterns", "class patterns: mean map activity per class, never-firing maps, maps separating two classes")
+    pt.add_argument("--layer", help="layer (default: the last conv layer)")
+    pt.add_argument("--classes", help="two classes to compare, e.g. 4,9")
+    t = command("top", "for every map, the k test images that drive it hardest, cropped to the receptive field")
+    t.add_argument("--layer", help="layer (default: the first conv layer)")
+    t.add_argument("--k", type=int, default=9, help="images per map (default 9)")
+    pr = command("probe", "how well the class can be read off each layer: linear probe and nearest centroid")
+    pr.add_argument("--layer", action="append", help="probe this layer (repeatable; default: every layer)")
+    pr.add_argument("--train-size", type=int, default=10000, help="training images the probes are fitted on (default 10000)")
+    f = command("filters-demo", "classic hand-set kernels (Sobel, blur, ...) beside the learned conv1 kernels on one image")
+    f.add_argument("--image", type=int, default=0, help="test-set index (default 0)")
 
 
 def _presets() -> list[str]:
@@ -182,7 +212,34 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
     console.print(f"run folder: {run_dir}  (metrics.json, plots/curves.png, plots/confusion.png, plots/misclassified.png)")
 
 
-COMMANDS = {"data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval}
+def cmd_inspect(args) -> None:
+    from . import inspect_jobs as jobs
+
+    common = {"out": args.out}
+    if args.command == "maps":
+        paths = jobs.maps_job(args.run, args.images, args.index, args.layer, args.cmap, args.scale, **common)
+    elif args.command == "kernels":
+        paths = jobs.kernels_job(args.run, args.layer, **common)
+    elif args.command == "patterns":
+        paths = jobs.patterns_job(args.run, args.layer, args.classes, **common)
+    elif args.command == "top":
+        paths = jobs.top_job(args.run, args.layer, args.k, **common)
+    elif args.command == "probe":
+        paths, result = jobs.probe_job(args.run, args.layer, args.train_size, **common)
+        table = Table(title="probe accuracy on the test set")
+        for col in ("layer", "features", "linear probe", "nearest centroid"):
+            table.add_column(col, justify="left" if col == "layer" else "right")
+        for name, r in result.items():
+            table.add_row(name, f"{r['features']:,}", f"{r['linear']:.4f}", f"{r['centroid']:.4f}")
+        console.print(table)
+    else:
+        paths = jobs.filters_demo_job(args.run, args.image, **common)
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+COMMANDS = {"data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
+            **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "filters-demo")}}
 
 
 def main(argv: list[str] | None = None) -> None:

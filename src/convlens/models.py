@@ -156,17 +156,19 @@ class LayerRow:
     params: int
     receptive_field: int  # side in input pixels of the square one output unit sees
     jump: int  # input pixels between neighbouring output units (effective stride); 0 once flattened
+    offset: int  # input row/column where the field of output unit 0 starts; negative with padding
 
 
-def _geometry(layer: nn.Module) -> tuple[int, int] | None:
-    """Return (kernel, stride) of a layer that slides a window, else None."""
+def _geometry(layer: nn.Module) -> tuple[int, int, int] | None:
+    """Return (kernel, stride, padding) of a layer that slides a window, else None."""
     inner = layer.conv if isinstance(layer, Block) and hasattr(layer, "conv") else layer
-    if isinstance(inner, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        k, s = inner.kernel_size, inner.stride
-        k = k[0] if isinstance(k, tuple) else k
-        s = s[0] if isinstance(s, tuple) else s
-        return k, s
-    return None
+    if not isinstance(inner, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return None
+    first = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 - square windows only
+    k, s, p = first(inner.kernel_size), first(inner.stride), inner.padding
+    if p == "same":  # PyTorch pads (k-1)//2 before and the rest after
+        p = (k - 1) // 2
+    return k, s, first(p)
 
 
 def summary(model: nn.Module, input_shape: tuple[int, int, int] = (1, 28, 28)) -> list[LayerRow]:
@@ -177,19 +179,19 @@ def summary(model: nn.Module, input_shape: tuple[int, int, int] = (1, 28, 28)) -
     """
     rows: list[LayerRow] = []
     x = torch.zeros(1, *input_shape)
-    rf, jump = 1, 1
+    rf, jump, offset = 1, 1, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for lname, layer in model.named_children():
             x_in, x = x, layer(x)
             if geo := _geometry(layer):
-                k, s = geo
-                rf, jump = rf + (k - 1) * jump, jump * s
+                k, s, p = geo
+                rf, offset, jump = rf + (k - 1) * jump, offset - p * jump, jump * s
             elif x_in.dim() == 4 and x.dim() == 2:
                 # Flatten: the union of the fields of all positions of the last map, clipped to the
                 # image, since with same padding the nominal field reaches into the zero border.
-                rf, jump = min(rf + (x_in.shape[-1] - 1) * jump, input_shape[-1]), 0
+                rf, jump, offset = min(rf + (x_in.shape[-1] - 1) * jump, input_shape[-1]), 0, max(offset, 0)
             rows.append(
                 LayerRow(
                     name=lname,
@@ -198,6 +200,7 @@ def summary(model: nn.Module, input_shape: tuple[int, int, int] = (1, 28, 28)) -
                     params=sum(p.numel() for p in layer.parameters()),
                     receptive_field=rf,
                     jump=jump,
+                    offset=offset,
                 )
             )
     model.train(was_training)

@@ -28,6 +28,7 @@ from torch import nn
 from .config import RunConfig
 from .errors import UserError
 from .models import build_model
+from .speed import for_inference
 
 CONFIG, HISTORY, METRICS = "config.json", "history.json", "metrics.json"
 WEIGHTS, CHECKPOINT = "model.safetensors", "checkpoint.safetensors"
@@ -142,7 +143,7 @@ def read_config(run_dir: Path) -> RunConfig:
 
 
 def load_run(run_dir: str | Path, num_classes: int | None = None) -> Run:
-    """Return the config, trained model (eval mode, CPU) and history of a run folder."""
+    """Return the config, trained model (eval mode, CPU, channels_last) and history of a run folder."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     tensors, _ = load_tensors(run_dir / WEIGHTS)
@@ -152,4 +153,4 @@ def load_run(run_dir: str | Path, num_classes: int | None = None) -> Run:
     load_weights_into(model, tensors, run_dir / WEIGHTS)
     history_path = run_dir / HISTORY
     history = read_json(history_path) if history_path.exists() else []
-    return Run(run_dir, config, model.eval(), history)
+    return Run(run_dir, config, for_inference(model), history)

@@ -17,9 +17,8 @@ from .errors import UserError
 from .models import build_model
 from .progress import EpochProgress
 from .schedules import lr_at
-from .speed import autocast, images_to_device, maybe_compile, memory_format, resolve_device, resolve_precision
+from .speed import INFERENCE_BATCH, autocast, images_to_device, maybe_compile, memory_format, resolve_device, resolve_precision
 
-EVAL_BATCH = 1000
 
 
 class TrainingDiverged(UserError):
@@ -168,7 +167,7 @@ def _diverged_message(epoch: int, step: int, run_dir: Path | None, history: list
 
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device | str = "cpu", precision: str = "fp32",
-            channels_last: bool = False, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+            channels_last: bool = False, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Return the logits (N, classes) of a model for uint8 images (N, 28, 28), in fp32 on the CPU."""
     device = torch.device(device)
     was_training = model.training

@@ -1,0 +1,1 @@
+"""Looking inside a trained model: tensors in, tensors out; nothing here draws."""

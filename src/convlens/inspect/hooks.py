@@ -1,0 +1,75 @@
+"""capture(): record layer outputs by name with forward hooks that never outlive the block."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..models import Block
+
+MAP_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def resolve_layers(model: nn.Module, names: list[str] | tuple[str, ...]) -> dict[str, nn.Module]:
+    """Return the named modules; an unknown name is a UserError listing the names there are."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules or n == ""]
+    if unknown:
+        known = ", ".join(n for n in modules if n and "." not in n) or ", ".join(n for n in modules if n)
+        raise UserError(f"unknown layer {', '.join(map(repr, unknown))}; layers are: {known}")
+    return {n: modules[n] for n in names}
+
+
+def map_layers(model: nn.Module) -> list[str]:
+    """Return the names of the layers whose outputs are feature maps (B, C, H, W), in forward order.
+
+    For convlens models these are the top-level conv blocks and pools (conv1 is the map after its
+    ReLU, as Keras shows it); for any other model, its Conv2d and pooling modules.
+    """
+    children = dict(model.named_children())
+    if any(isinstance(m, Block) for m in children.values()):
+        return [n for n, m in children.items() if _is_map_layer(m)]
+    return [n for n, m in model.named_modules() if isinstance(m, MAP_TYPES)]
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Return the names of the convolutional layers, in forward order."""
+    return [n for n in map_layers(model) if _is_conv(dict(model.named_modules())[n])]
+
+
+def _is_conv(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) or (isinstance(m, Block) and isinstance(getattr(m, "conv", None), nn.Conv2d))
+
+
+def _is_map_layer(m: nn.Module) -> bool:
+    return _is_conv(m) or isinstance(m, MAP_TYPES)
+
+
+@contextmanager
+def capture(model: nn.Module, layer_names, detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield a dict that fills with each named layer's output on every forward pass inside the block.
+
+    Hooks are removed in `finally`, so an exception inside the block leaves the model clean.
+    """
+    layers = resolve_layers(model, list(layer_names))
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for name, module in layers.items():
+            def hook(_module, _inputs, output, name=name):
+                outputs[name] = output.detach() if detach else output
+
+            handles.append(module.register_forward_hook(hook))
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def layer_module(model: nn.Module, name: str) -> nn.Module:
+    """Return one named module, or raise UserError listing the names there are."""
+    return resolve_layers(model, [name])[name]

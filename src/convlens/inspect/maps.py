@@ -1,0 +1,144 @@
+"""Feature maps, class-mean patterns, separating maps and the top-activating examples of each map.
+
+All functions take float images (N, 1, 28, 28) in [0, 1] and return tensors; none draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..speed import INFERENCE_BATCH as BATCH
+from .hooks import capture, map_layers, resolve_layers
+
+
+def _as_maps(t: torch.Tensor) -> torch.Tensor:
+    """Return layer output as maps (B, C, H, W); a vector layer (B, F) becomes F maps of 1x1."""
+    return t if t.dim() == 4 else t.reshape(t.shape[0], -1, 1, 1)
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Return {layer: maps (B, C, H, W)} for the images; default: every map layer in forward order."""
+    layers = layers or map_layers(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with capture(model, layers) as out:
+            model(images)
+    finally:
+        model.train(was_training)
+    return {name: _as_maps(out[name]) for name in layers}
+
+
+def _batches(model, images: torch.Tensor, layer: str, batch_size: int):
+    """Yield (start, maps (B, C, H, W)) of one layer over the images, batch by batch."""
+    resolve_layers(model, [layer])
+    for start in range(0, len(images), batch_size):
+        yield start, feature_maps(model, images[start : start + batch_size], [layer])[layer]
+
+
+@dataclass
+class ClassPatterns:
+    """Per-class statistics of one layer's maps over a set of images."""
+
+    layer: str
+    mean_maps: torch.Tensor  # (K, C, H, W) class-mean map
+    mean_activation: torch.Tensor  # (K, C) class mean of each map's spatial mean
+    fire_rate: torch.Tensor  # (K, C) share of a class's images where the map is > 0 anywhere
+    image_means: torch.Tensor  # (N, C) each image's spatial mean per map
+    labels: torch.Tensor  # (N,)
+
+    def never_fires(self) -> dict[int, list[int]]:
+        """Return, for each class, the maps that are zero everywhere on all its images."""
+        return {k: torch.nonzero(self.fire_rate[k] == 0).flatten().tolist() for k in range(len(self.fire_rate))}
+
+    def separation(self, a: int, b: int) -> torch.Tensor:
+        """Return each map's effect size (Cohen's d) between classes a and b: (mean_a - mean_b) / pooled sd."""
+        xa, xb = self.image_means[self.labels == a], self.image_means[self.labels == b]
+        if len(xa) < 2 or len(xb) < 2:
+            raise UserError(f"classes {a} and {b} need at least two images each to compare")
+        pooled = ((xa.var(0) * (len(xa) - 1) + xb.var(0) * (len(xb) - 1)) / (len(xa) + len(xb) - 2)).sqrt()
+        d = (xa.mean(0) - xb.mean(0)) / pooled.clamp(min=1e-8)
+        return torch.where(pooled > 0, d, torch.zeros_like(d))  # a map constant on both classes separates nothing
+
+
+@torch.no_grad()
+def class_patterns(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str,
+                   num_classes: int | None = None, batch_size: int = BATCH) -> ClassPatterns:
+    """Return the class-mean maps and firing statistics of one layer (the articles' FCPs)."""
+    num_classes = num_classes or int(labels.max()) + 1
+    sums = image_means = fires = None
+    for start, maps in _batches(model, images, layer, batch_size):
+        y = labels[start : start + len(maps)]
+        if sums is None:
+            sums = torch.zeros(num_classes, *maps.shape[1:])
+            image_means = torch.zeros(len(images), maps.shape[1])
+            fires = torch.zeros(num_classes, maps.shape[1])
+        sums.index_add_(0, y, maps)
+        image_means[start : start + len(maps)] = maps.mean((2, 3))
+        fires.index_add_(0, y, (maps.amax((2, 3)) > 0).float())
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
+    mean_maps = sums / counts[:, None, None, None]
+    return ClassPatterns(layer, mean_maps, mean_maps.mean((2, 3)), fires / counts[:, None], image_means, labels)
+
+
+@dataclass
+class TopActivations:
+    """The k images that drive each map of a layer hardest, strongest first."""
+
+    layer: str
+    values: torch.Tensor  # (C, k) the map's maximum over positions
+    indices: torch.Tensor  # (C, k) image index into the images given
+    positions: torch.Tensor  # (C, k, 2) (row, col) of that maximum in the map
+
+
+@torch.no_grad()
+def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int = 9, batch_size: int = BATCH) -> TopActivations:
+    """Return, for every map of a layer, the k images with the highest activation anywhere in the map."""
+    if not 1 <= k <= len(images):
+        raise UserError(f"--k must be between 1 and the number of images ({len(images)})")
+    best_v = best_i = best_p = None
+    for start, maps in _batches(model, images, layer, batch_size):
+        b, c, h, w = maps.shape
+        flat_v, flat_p = maps.reshape(b, c, h * w).max(2)  # (B, C) each image's peak and where
+        v = torch.cat([best_v, flat_v.T], 1) if best_v is not None else flat_v.T  # (C, k + B)
+        i = torch.arange(start, start + b).expand(c, b)
+        i = torch.cat([best_i, i], 1) if best_i is not None else i
+        p = torch.cat([best_p, flat_p.T], 1) if best_p is not None else flat_p.T
+        # A stable sort keeps earlier images first among equal values, so results are deterministic.
+        order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, :k]
+        best_v, best_i, best_p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
+    positions = torch.stack([best_p // w, best_p % w], dim=2)
+    return TopActivations(layer, best_v, best_i, positions)
+
+
+def field_geometry(model: nn.Module, layer: str) -> tuple[int, int, int]:
+    """Return (size, jump, offset) of the receptive field of one unit of a layer on the input.
+
+    Walks the sliding-window modules in registration order up to and including the layer, so it
+    holds for chain-like CNNs such as convlens's and the usual hand-written ones.
+    """
+    resolve_layers(model, [layer])
+    size, jump, offset, inside = 1, 1, 0, False
+    for name, module in model.named_modules():
+        belongs = name == layer or name.startswith(layer + ".")
+        if inside and not belongs:
+            break
+        inside = inside or belongs
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s, p = (v[0] if isinstance(v, tuple) else v for v in (module.kernel_size, module.stride, module.padding))
+            p = (k - 1) // 2 if p == "same" else p
+            size, offset, jump = size + (k - 1) * jump, offset - p * jump, jump * s
+    return size, jump, offset
+
+
+def field_box(geometry: tuple[int, int, int], row: int, col: int, image_size: int = 28) -> tuple[int, int, int, int]:
+    """Return (top, left, bottom, right), exclusive, of the input pixels one map position sees, clipped to the image."""
+    size, jump, offset = geometry
+    top, left = offset + row * jump, offset + col * jump
+    clip = lambda v: max(0, min(image_size, v))  # noqa: E731
+    return clip(top), clip(left), clip(top + size), clip(left + size)
