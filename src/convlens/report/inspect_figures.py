@@ -45,8 +45,7 @@ def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1) -> tuple[np.ndarray, li
 
 
 def _show_mosaic(ax, canvas, cmap, vmin=None, vmax=None):
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("white")
+    cm = plt.get_cmap(cmap).with_extremes(bad="white")  # gaps between tiles
     im = ax.imshow(canvas, cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest")
     _off(ax)
     for spine in ax.spines.values():
@@ -237,5 +236,5 @@ def filters_demo_figure(image: torch.Tensor, classic_names, classic_w, classic_o
                 axes[r, j + 1].set_title(names[i], fontsize=7)
                 axes[r + 1, j + 1].imshow(out[i].numpy(), cmap="gray")
             r += 2
-    fig.tight_layout()
+    fig.subplots_adjust(hspace=0.45, wspace=0.15)
     return fig

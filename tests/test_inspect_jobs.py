@@ -1,0 +1,121 @@
+"""The inspection commands on a trained run, called through the CLI entry point in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from convlens.cli import main
+from convlens.inspect.maps import feature_maps
+from convlens.runs import load_run
+from convlens.data import load_dataset
+from convlens.speed import images_to_device
+
+
+def run_cli(*args) -> int:
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def opened(trained_run, small_mnist):
+    ds = load_dataset(small_mnist)
+    return load_run(trained_run), ds, images_to_device(ds.test_images, torch.device("cpu"))
+
+
+def test_maps_compares_the_chosen_images_layer_by_layer(trained_run, opened, tmp_path):
+    run, ds, x = opened
+    assert run_cli("maps", trained_run, "--images", "4:2,9:1", "--layer", "conv1", "--layer", "conv3", "--out", tmp_path) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"maps_conv1.png", "maps_conv3.png", "maps.json"}
+    report = json.loads((tmp_path / "maps.json").read_text())
+    labels = ds.test_labels.tolist()
+    fours = [i for i, y in enumerate(labels) if y == 4][:2]
+    assert report["images"] == fours + [labels.index(9)]
+    assert report["layers"]["conv3"]["shape"] == [128, 3, 3]
+    expected = feature_maps(run.model, x[report["images"]], ["conv1"])["conv1"].amax((2, 3))
+    assert torch.allclose(torch.tensor(report["layers"]["conv1"]["max_per_map"]), expected)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layer", "conv7"], "unknown layer 'conv7'; layers are: conv1, pool1"),
+        (["--images", "4:x"], "--images '4:x' must be CLASS:COUNT"),
+        (["--images", "12:1"], "unknown class '12'"),
+        (["--images", "4:500"], "only"),
+        (["--index", "99999"], "--index 99999 is out of range"),
+        (["--images", "4:1", "--index", "3"], "give --images or --index, not both"),
+    ],
+)
+def test_maps_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, capsys, args, message):
+    assert run_cli("maps", trained_run, "--out", tmp_path, *args) == 2
+    assert message in error_line(capsys)
+
+
+def test_kernels_writes_weights_norms(trained_run, opened, tmp_path):
+    run, _, _ = opened
+    assert run_cli("kernels", trained_run, "--layer", "conv2", "--out", tmp_path) == 0
+    report = json.loads((tmp_path / "kernels_conv2.json").read_text())
+    assert report["shape"] == [64, 32, 3, 3]
+    w = run.model.conv2.conv.weight.detach()
+    assert torch.allclose(torch.tensor(report["norms"]), w.flatten(2).norm(dim=2))
+    assert run_cli("kernels", trained_run, "--out", tmp_path) == 0
+    assert (tmp_path / "kernels_conv1.png").is_file()
+
+
+def test_patterns_ranks_maps_for_a_pair(trained_run, tmp_path, capsys):
+    assert run_cli("patterns", trained_run, "--classes", "4,9", "--out", tmp_path) == 0
+    report = json.loads((tmp_path / "patterns_conv3.json").read_text())
+    assert len(report["mean_activation"]) == 10 and len(report["mean_activation"][0]) == 128
+    ranked = [abs(r["effect_size"]) for r in report["pairs"]["4,9"]]
+    assert ranked == sorted(ranked, reverse=True) and len(ranked) == 128
+    assert (tmp_path / "patterns_conv3_4_vs_9.png").is_file()
+    for k, dead in report["never_fires"].items():
+        assert all(report["fire_rate"][int(k)][m] == 0 for m in dead)
+    assert run_cli("patterns", trained_run, "--classes", "4,4", "--out", tmp_path) == 2
+    assert "two different classes" in error_line(capsys)
+
+
+def test_top_finds_each_maps_strongest_images(trained_run, opened, tmp_path):
+    run, _, x = opened
+    assert run_cli("top", trained_run, "--layer", "conv2", "--k", "3", "--out", tmp_path) == 0
+    report = json.loads((tmp_path / "top_conv2.json").read_text())
+    assert report["receptive_field"] == {"size": 8, "jump": 2, "offset": 0}
+    maps = feature_maps(run.model, x, ["conv2"])["conv2"]  # (512, 64, 11, 11)
+    peaks = maps.amax((2, 3))  # (512, 64)
+    for m in (0, 17, 63):
+        assert report["indices"][m] == torch.sort(peaks[:, m], descending=True, stable=True).indices[:3].tolist()
+        i, (r, c) = report["indices"][m][0], report["positions"][m][0]
+        assert maps[i, m, r, c].item() == pytest.approx(report["values"][m][0], rel=1e-5)
+    assert len(list(tmp_path.glob("top_conv2_*.png"))) == 8  # 64 maps, 8 per page
+
+
+def test_filters_demo_and_its_range_check(trained_run, tmp_path, capsys):
+    assert run_cli("filters-demo", trained_run, "--image", "3", "--out", tmp_path) == 0
+    assert (tmp_path / "filters_demo_3.png").is_file()
+    assert run_cli("filters-demo", trained_run, "--image", "5000", "--out", tmp_path) == 2
+    assert "out of range" in error_line(capsys)
+
+
+def test_probe_reads_classes_off_layers(trained_run, tmp_path):
+    assert run_cli("probe", trained_run, "--layer", "conv3", "--layer", "logits", "--train-size", "1000", "--out", tmp_path) == 0
+    report = json.loads((tmp_path / "probe.json").read_text())
+    assert set(report["layers"]) == {"conv3", "logits"}
+    assert report["layers"]["conv3"]["features"] == 1152 and report["layers"]["logits"]["features"] == 10
+    assert abs(report["layers"]["logits"]["linear"] - report["model_accuracy"]) <= 0.03
+
+
+def test_inspection_writes_under_the_run_folder_by_default(trained_run):
+    assert run_cli("kernels", trained_run) == 0
+    assert (trained_run / "kernels" / "kernels_conv1.png").is_file()
