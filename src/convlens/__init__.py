@@ -6,6 +6,9 @@ The public API; every name here is re-exported from the module that owns it.
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
+from .inspect.hooks import capture, conv_layers, map_layers
+from .inspect.maps import class_patterns, feature_maps, field_geometry, top_activations
+from .inspect.probe import probe
 from .models import PRESETS, build_model, summary
 from .runs import Run, load_run
 from .training import TrainResult, evaluate, predict, train
@@ -14,5 +17,6 @@ from .workflows import evaluate_run, train_run
 __all__ = [
     "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "Dataset", "load_dataset", "UserError",
     "PRESETS", "build_model", "summary", "Run", "load_run", "TrainResult", "evaluate", "predict", "train",
-    "evaluate_run", "train_run",
+    "evaluate_run", "train_run", "capture", "conv_layers", "map_layers", "class_patterns", "feature_maps",
+    "field_geometry", "top_activations", "probe",
 ]
