@@ -76,13 +76,15 @@ def test_kernels_writes_weights_norms(trained_run, opened, tmp_path):
 
 def test_patterns_ranks_maps_for_a_pair(trained_run, tmp_path, capsys):
     assert run_cli("patterns", trained_run, "--classes", "4,9", "--out", tmp_path) == 0
-    report = json.loads((tmp_path / "patterns_conv3.json").read_text())
+    report = json.loads((tmp_path / "patterns.json").read_text())["conv3"]
     assert len(report["mean_activation"]) == 10 and len(report["mean_activation"][0]) == 128
     ranked = [abs(r["effect_size"]) for r in report["pairs"]["4,9"]]
     assert ranked == sorted(ranked, reverse=True) and len(ranked) == 128
     assert (tmp_path / "patterns_conv3_4_vs_9.png").is_file()
     for k, dead in report["never_fires"].items():
         assert all(report["fire_rate"][int(k)][m] == 0 for m in dead)
+    assert run_cli("patterns", trained_run, "--layer", "conv2", "--out", tmp_path) == 0
+    assert set(json.loads((tmp_path / "patterns.json").read_text())) == {"conv2", "conv3"}
     assert run_cli("patterns", trained_run, "--classes", "4,4", "--out", tmp_path) == 2
     assert "two different classes" in error_line(capsys)
 

@@ -114,6 +114,9 @@ def patterns_job(run_dir, layer=None, classes=None, out=None) -> list[Path]:
     """Write class-mean activations, never-firing maps and, for a pair of classes, the separating maps."""
     o = Opened(run_dir, out, "patterns")
     layer = layer or conv_layers(o.model)[-1]
+    pair = [o.class_index(c) for c in classes.split(",")] if classes else None
+    if pair is not None and (len(pair) != 2 or pair[0] == pair[1]):
+        raise UserError(f"--classes takes two different classes, e.g. 4,9 (got '{classes}')")
     p = class_patterns(o.model, o.x, o.labels, layer, num_classes=len(o.names))
     written = [figures.save(views.class_activation_figure(p.mean_activation, p.fire_rate, o.names, layer),
                             o.out / f"patterns_{layer}.png")]
@@ -124,17 +127,17 @@ def patterns_job(run_dir, layer=None, classes=None, out=None) -> list[Path]:
         "never_fires": {o.names[k]: maps for k, maps in p.never_fires().items()},
         "pairs": {},
     }
-    if classes:
-        pair = [o.class_index(c) for c in classes.split(",")]
-        if len(pair) != 2 or pair[0] == pair[1]:
-            raise UserError(f"--classes takes two different classes, e.g. 4,9 (got '{classes}')")
+    if pair:
         a, b = pair
         d = p.separation(a, b)
         ranked = torch.argsort(d.abs(), descending=True)
         report["pairs"][f"{o.names[a]},{o.names[b]}"] = [{"map": int(m), "effect_size": float(d[m])} for m in ranked]
         fig = views.separation_figure(d, p.mean_maps, a, b, o.names, layer)
         written.append(figures.save(fig, o.out / f"patterns_{layer}_{a}_vs_{b}.png"))
-    runs.write_json(o.out / f"patterns_{layer}.json", report)
+    # One patterns.json per folder, keyed by layer, so patterns of several layers sit together.
+    path = o.out / "patterns.json"
+    merged = runs.read_json(path) if path.exists() else {}
+    runs.write_json(path, merged | {layer: report})
     return written
 
 
