@@ -43,7 +43,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         helps = field_help(cls)
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
-            kw = dict(dest=f"{section}.{f.name}", default=None, help=f"{helps.get(f.name, '')} (default: {f.default})")
+            text = helps.get(f.name, '').replace('%', '%%')  # argparse formats help with %
+            kw = dict(dest=f"{section}.{f.name}", default=None, help=f"{text} (default: {f.default})")
             if f.type in ("bool", bool):
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             else:

@@ -38,9 +38,11 @@ class EpochProgress:
         if self.enabled:
             self.progress.stop()
 
-    def step(self, epoch: int, loss: float, accuracy: float, lr: float) -> None:
+    def step(self, epoch: int, loss, correct, seen: int, lr: float) -> None:
+        """Advance one step; loss and correct are tensors, read (a device sync) only when shown."""
         if self.enabled:
-            self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss, acc=accuracy, lr=lr)
+            acc = correct.item() / seen
+            self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss.item(), acc=acc, lr=lr)
 
     def end_epoch(self, entry: dict) -> None:
         if not self.enabled:

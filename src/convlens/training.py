@@ -110,7 +110,7 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                 optimizer.step()
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
-                bar.step(epoch, loss.item(), correct.item() / min((step + 1) * c.batch_size, len(y)), lr)
+                bar.step(epoch, loss, correct, min((step + 1) * c.batch_size, len(y)), lr)
             entry = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum.item() / len(y),
