@@ -84,7 +84,8 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
         if label:
             for i, (top, left) in enumerate(corners):
                 axes[1, j].text(left, top, str(i), fontsize=5, color="red", va="top", ha="left")
-    fig.suptitle(f"{layer}: {c} maps of {h}x{w} (colour scale: per {scale}; map index top left)", fontsize=11)
+    order = "map index top left" if label else f"maps in index order, {cols} per row"
+    fig.suptitle(f"{layer}: {c} maps of {h}x{w} (colour scale: per {scale}; {order})", fontsize=11)
     fig.tight_layout()
     return fig
 
