@@ -159,23 +159,35 @@ class LayerRow:
     offset: int  # input row/column where the field of output unit 0 starts; negative with padding
 
 
-def _geometry(layer: nn.Module) -> tuple[int, int, int] | None:
-    """Return (kernel, stride, padding) of a layer that slides a window, else None."""
-    inner = layer.conv if isinstance(layer, Block) and hasattr(layer, "conv") else layer
-    if not isinstance(inner, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+WINDOW_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def window(module: nn.Module) -> tuple[int, int, int] | None:
+    """Return (kernel, stride, padding) of a module that slides a square window, else None."""
+    if not isinstance(module, WINDOW_TYPES):
         return None
     first = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 - square windows only
-    k, s, p = first(inner.kernel_size), first(inner.stride), inner.padding
+    k, s, p = first(module.kernel_size), first(module.stride), module.padding
     if p == "same":  # PyTorch pads (k-1)//2 before and the rest after
         p = (k - 1) // 2
     return k, s, first(p)
 
 
+def extend_field(field: tuple[int, int, int], win: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Return the (size, jump, offset) receptive field after one more window (kernel, stride, padding).
+
+    The field grows by (kernel - 1) * jump, the jump multiplies by the stride, and padding moves
+    the start of unit 0's field back by padding * jump.
+    """
+    size, jump, offset = field
+    k, s, p = win
+    return size + (k - 1) * jump, jump * s, offset - p * jump
+
+
 def summary(model: nn.Module, input_shape: tuple[int, int, int] = (1, 28, 28)) -> list[LayerRow]:
     """Return one row per top-level layer: output shape, parameters and receptive field on the input.
 
-    The receptive field grows by (kernel - 1) * jump per window layer, and the jump multiplies by
-    the stride. Once flattened, a unit sees every input pixel any position of the last map saw.
+    Once flattened, a unit sees every input pixel any position of the last map saw.
     """
     rows: list[LayerRow] = []
     x = torch.zeros(1, *input_shape)
@@ -185,10 +197,9 @@ def summary(model: nn.Module, input_shape: tuple[int, int, int] = (1, 28, 28)) -
     with torch.no_grad():
         for lname, layer in model.named_children():
             x_in, x = x, layer(x)
-            if geo := _geometry(layer):
-                k, s, p = geo
-                rf, offset, jump = rf + (k - 1) * jump, offset - p * jump, jump * s
-            elif x_in.dim() == 4 and x.dim() == 2:
+            for win in filter(None, map(window, layer.modules())):  # a conv block holds its conv
+                rf, jump, offset = extend_field((rf, jump, offset), win)
+            if x_in.dim() == 4 and x.dim() == 2:
                 # Flatten: the union of the fields of all positions of the last map, clipped to the
                 # image, since with same padding the nominal field reaches into the zero border.
                 rf, jump, offset = min(rf + (x_in.shape[-1] - 1) * jump, input_shape[-1]), 0, max(offset, 0)

@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models import Block
-
-MAP_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+from ..models import WINDOW_TYPES, Block
 
 
 def resolve_layers(model: nn.Module, names: list[str] | tuple[str, ...]) -> dict[str, nn.Module]:
@@ -33,12 +31,13 @@ def map_layers(model: nn.Module) -> list[str]:
     children = dict(model.named_children())
     if any(isinstance(m, Block) for m in children.values()):
         return [n for n, m in children.items() if _is_map_layer(m)]
-    return [n for n, m in model.named_modules() if isinstance(m, MAP_TYPES)]
+    return [n for n, m in model.named_modules() if isinstance(m, WINDOW_TYPES)]
 
 
 def conv_layers(model: nn.Module) -> list[str]:
     """Return the names of the convolutional layers, in forward order."""
-    return [n for n in map_layers(model) if _is_conv(dict(model.named_modules())[n])]
+    modules = dict(model.named_modules())
+    return [n for n in map_layers(model) if _is_conv(modules[n])]
 
 
 def _is_conv(m: nn.Module) -> bool:
@@ -46,7 +45,7 @@ def _is_conv(m: nn.Module) -> bool:
 
 
 def _is_map_layer(m: nn.Module) -> bool:
-    return _is_conv(m) or isinstance(m, MAP_TYPES)
+    return _is_conv(m) or isinstance(m, WINDOW_TYPES)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..models import extend_field, window
 from ..speed import INFERENCE_BATCH as BATCH
 from .hooks import capture, map_layers, resolve_layers
 
@@ -34,9 +35,8 @@ def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | Non
     return {name: _as_maps(out[name]) for name in layers}
 
 
-def _batches(model, images: torch.Tensor, layer: str, batch_size: int):
+def iter_maps(model: nn.Module, images: torch.Tensor, layer: str, batch_size: int = BATCH):
     """Yield (start, maps (B, C, H, W)) of one layer over the images, batch by batch."""
-    resolve_layers(model, [layer])
     for start in range(0, len(images), batch_size):
         yield start, feature_maps(model, images[start : start + batch_size], [layer])[layer]
 
@@ -72,7 +72,7 @@ def class_patterns(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """Return the class-mean maps and firing statistics of one layer (the articles' FCPs)."""
     num_classes = num_classes or int(labels.max()) + 1
     sums = image_means = fires = None
-    for start, maps in _batches(model, images, layer, batch_size):
+    for start, maps in iter_maps(model, images, layer, batch_size):
         y = labels[start : start + len(maps)]
         if sums is None:
             sums = torch.zeros(num_classes, *maps.shape[1:])
@@ -102,13 +102,15 @@ def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int =
     if not 1 <= k <= len(images):
         raise UserError(f"--k must be between 1 and the number of images ({len(images)})")
     best_v = best_i = best_p = None
-    for start, maps in _batches(model, images, layer, batch_size):
+    for start, maps in iter_maps(model, images, layer, batch_size):
         b, c, h, w = maps.shape
+        if best_v is None:  # the running best starts empty: (C, 0)
+            best_v = maps.new_empty(c, 0)
+            best_i = best_p = torch.empty(c, 0, dtype=torch.long)
         flat_v, flat_p = maps.reshape(b, c, h * w).max(2)  # (B, C) each image's peak and where
-        v = torch.cat([best_v, flat_v.T], 1) if best_v is not None else flat_v.T  # (C, k + B)
-        i = torch.arange(start, start + b).expand(c, b)
-        i = torch.cat([best_i, i], 1) if best_i is not None else i
-        p = torch.cat([best_p, flat_p.T], 1) if best_p is not None else flat_p.T
+        v = torch.cat([best_v, flat_v.T], 1)  # (C, k + B)
+        i = torch.cat([best_i, torch.arange(start, start + b).expand(c, b)], 1)
+        p = torch.cat([best_p, flat_p.T], 1)
         # A stable sort keeps earlier images first among equal values, so results are deterministic.
         order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, :k]
         best_v, best_i, best_p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
@@ -123,17 +125,15 @@ def field_geometry(model: nn.Module, layer: str) -> tuple[int, int, int]:
     holds for chain-like CNNs such as convlens's and the usual hand-written ones.
     """
     resolve_layers(model, [layer])
-    size, jump, offset, inside = 1, 1, 0, False
+    field, inside = (1, 1, 0), False
     for name, module in model.named_modules():
         belongs = name == layer or name.startswith(layer + ".")
         if inside and not belongs:
             break
         inside = inside or belongs
-        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k, s, p = (v[0] if isinstance(v, tuple) else v for v in (module.kernel_size, module.stride, module.padding))
-            p = (k - 1) // 2 if p == "same" else p
-            size, offset, jump = size + (k - 1) * jump, offset - p * jump, jump * s
-    return size, jump, offset
+        if win := window(module):
+            field = extend_field(field, win)
+    return field
 
 
 def field_box(geometry: tuple[int, int, int], row: int, col: int, image_size: int = 28) -> tuple[int, int, int, int]:

@@ -11,26 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..speed import INFERENCE_BATCH as BATCH
-from .hooks import capture, resolve_layers
+from .maps import iter_maps
 
 
-@torch.no_grad()
-def layer_features(model: nn.Module, images: torch.Tensor, layers: list[str], batch_size: int = BATCH) -> dict[str, torch.Tensor]:
-    """Return {layer: activations flattened to (N, features)}."""
-    resolve_layers(model, layers)
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-    try:
-        with capture(model, layers) as out:
-            for start in range(0, len(images), batch_size):
-                model(images[start : start + batch_size])
-                for n in layers:
-                    parts[n].append(out[n].flatten(1))
-    finally:
-        model.train(was_training)
-    return {n: torch.cat(p) for n, p in parts.items()}
+def layer_features(model: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
+    """Return one layer's activations for the images, flattened to (N, features)."""
+    return torch.cat([maps.flatten(1) for _, maps in iter_maps(model, images, layer)])
 
 
 def nearest_centroid_accuracy(train_f, train_y, test_f, test_y, num_classes: int) -> float:
@@ -73,8 +59,8 @@ def probe(model: nn.Module, train_images, train_labels, test_images, test_labels
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     result = {}
     for layer in layers:  # one layer at a time keeps memory to one layer's features
-        tr = layer_features(model, train_images, [layer])[layer]
-        te = layer_features(model, test_images, [layer])[layer]
+        tr = layer_features(model, train_images, layer)
+        te = layer_features(model, test_images, layer)
         result[layer] = {
             "features": tr.shape[1],
             "linear": linear_probe_accuracy(tr, train_labels, te, test_labels, num_classes),
