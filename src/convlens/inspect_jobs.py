@@ -6,6 +6,7 @@ Everything goes under the run folder (RUN/maps, RUN/kernels, ...) unless `out` s
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -26,20 +27,38 @@ TOP_MAPS_PER_PAGE = 8
 
 
 class Opened:
-    """A run with its model, its test data as uint8 and as model input, and the output folder."""
+    """A run with its model, its test data as uint8 and as model input, and the output folder.
+
+    The data is read on first use, so a job that needs only the weights (kernels) never loads it.
+    """
 
     def __init__(self, run_dir, out, sub: str):
         self.run = runs.load_run(run_dir)
-        self.dataset = load_dataset(self.run.config.data.dataset)
-        self.images_u8 = self.dataset.test_images
-        self.labels = self.dataset.test_labels
-        self.x = images_to_device(self.images_u8, torch.device("cpu"))  # (N, 1, 28, 28)
         self.out = Path(out) if out else Path(run_dir) / sub
-        self.names = self.dataset.class_names
 
     @property
     def model(self):
         return self.run.model
+
+    @cached_property
+    def dataset(self):
+        return load_dataset(self.run.config.data.dataset)
+
+    @property
+    def images_u8(self) -> torch.Tensor:
+        return self.dataset.test_images
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.dataset.test_labels
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.dataset.class_names
+
+    @cached_property
+    def x(self) -> torch.Tensor:
+        return images_to_device(self.images_u8, torch.device("cpu"))  # (N, 1, 28, 28)
 
     def class_index(self, text: str) -> int:
         """Return a class index from its number or its name."""
@@ -76,9 +95,9 @@ def select_images(o: Opened, images: str | None, index: str | None) -> list[int]
 
 def maps_job(run_dir, images=None, index=None, layers=None, cmap="gray", scale="layer", out=None) -> list[Path]:
     """Draw every map of each layer for the chosen test images side by side; return the PNGs written."""
-    o = Opened(run_dir, out, "maps")
     if cmap not in views.CMAPS or scale not in views.SCALES:
         raise UserError(f"--cmap must be one of {', '.join(views.CMAPS)} and --scale one of {', '.join(views.SCALES)}")
+    o = Opened(run_dir, out, "maps")
     picked = select_images(o, images, index)
     layers = layers or map_layers(o.model)
     maps = feature_maps(o.model, o.x[picked], layers)

@@ -20,7 +20,6 @@ from .schedules import lr_at
 from .speed import INFERENCE_BATCH, autocast, images_to_device, maybe_compile, memory_format, resolve_device, resolve_precision
 
 
-
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
