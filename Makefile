@@ -33,6 +33,7 @@ test-fast: data
 
 bench: data
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/oip_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -32,3 +32,25 @@ def test_linear_probe_at_the_logits_matches_the_model(one_epoch_run):
     # rounding of it; 0.3 points leaves room for the probe's 10,000-image fit.
     assert abs(result["logits"]["linear"] - accuracy) <= 0.003
     assert result["conv3"]["linear"] >= 0.97  # the conv part alone already separates the classes
+
+
+@pytest.fixture(scope="module")
+def three_epoch_run(tmp_path_factory):
+    """`simple` trained for three epochs on full MNIST: the model issue 9's OIP quality target is set on."""
+    out = tmp_path_factory.mktemp("full3") / "run"
+    return train(RunConfig().replace(model={"model": "simple"}, train={"epochs": 3}), out=out)
+
+
+def test_oips_beat_the_best_test_image_for_95_percent_of_maps_in_every_layer(three_epoch_run, mnist):
+    from convlens.oip import best_test_activation, layer_oips
+    from convlens.speed import images_to_device
+
+    model = three_epoch_run.model
+    x = images_to_device(mnist.test_images, three_epoch_run.model.conv1.conv.weight.device)
+    for layer in ("conv1", "conv2", "conv3"):
+        best, _ = best_test_activation(model, x, layer)
+        oips = layer_oips(model, layer)
+        share = (oips.activation[:, 0] >= best).float().mean().item()
+        print(f"{layer}: {share:.1%} of maps beat the best test image, {oips.seconds:.2f} s")
+        assert share >= 0.95, layer
+        assert oips.fired.all(), layer  # no map left dead

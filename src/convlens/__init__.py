@@ -9,6 +9,7 @@ from .errors import UserError
 from .inspect.hooks import capture, conv_layers, map_layers
 from .inspect.maps import class_patterns, feature_maps, field_geometry, top_activations
 from .inspect.probe import probe
+from .oip import Ascent, OIPs, class_oips, layer_oips
 from .models import PRESETS, build_model, summary
 from .runs import Run, load_run
 from .training import TrainResult, evaluate, predict, train
@@ -18,5 +19,5 @@ __all__ = [
     "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "Dataset", "load_dataset", "UserError",
     "PRESETS", "build_model", "summary", "Run", "load_run", "TrainResult", "evaluate", "predict", "train",
     "evaluate_run", "train_run", "capture", "conv_layers", "map_layers", "class_patterns", "feature_maps",
-    "field_geometry", "top_activations", "probe",
+    "field_geometry", "top_activations", "probe", "Ascent", "OIPs", "class_oips", "layer_oips",
 ]

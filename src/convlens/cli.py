@@ -19,6 +19,7 @@ from rich.table import Table
 
 from .config import CHOICES, RECIPES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import UserError
+from .oip.ascent import Ascent
 
 console = Console(soft_wrap=True)  # long paths stay on one line, copyable
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -118,6 +119,21 @@ def add_inspect_commands(sub) -> None:
     pr = command("probe", "how well the class can be read off each layer: linear probe and nearest centroid")
     pr.add_argument("--layer", action="append", help="probe this layer (repeatable; default: every layer)")
     pr.add_argument("--train-size", type=int, default=10000, help="training images the probes are fitted on (default 10000)")
+    o = command("oip", "OIPs: the input that drives each map (or class logit) hardest, by gradient ascent from noise")
+    o.add_argument("--layer", action="append", help="conv layer (repeatable; default: every conv layer)")
+    o.add_argument("--maps", help="maps to search, e.g. 0-127 or 0-7,12 (default: all)")
+    o.add_argument("--logits", action="store_true", help="class OIPs: the input that maximises each class logit")
+    o.add_argument("--classes", help="with --logits: classes to search, e.g. 4,9 (default: all)")
+    o.add_argument("--objective", default="mean", choices=["mean", "center", "max"],
+                   help="what to maximise over a map: its mean, its centre unit or its peak (default mean)")
+    o.add_argument("--starts", type=int, default=1, help="OIPs per map from different noise starts, with their similarity")
+    o.add_argument("--seed", type=int, default=0, help="seed of the noise starts; the same seed gives the same OIPs")
+    o.add_argument("--manifold", type=float, default=0.0,
+                   help="with --logits: pull each OIP towards its class's mean test image with this weight")
+    for f in dataclasses.fields(Ascent):
+        if f.name != "seed":
+            o.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                           help=f"{field_help(Ascent).get(f.name, '')} (default: {f.default})".replace("%", "%%"))
     f = command("filters-demo", "classic hand-set kernels (Sobel, blur, ...) beside the learned conv1 kernels on one image")
     f.add_argument("--image", type=int, default=0, help="test-set index (default 0)")
 
@@ -233,14 +249,38 @@ def cmd_inspect(args) -> None:
         for name, r in result.items():
             table.add_row(name, f"{r['features']:,}", f"{r['linear']:.4f}", f"{r['centroid']:.4f}")
         console.print(table)
+    elif args.command == "oip":
+        paths = _oip(args, common)
     else:
         paths = jobs.filters_demo_job(args.run, args.image, **common)
     for path in paths:
         console.print(f"wrote {path}")
 
 
+def _oip(args, common) -> list:
+    from .oip_jobs import oip_job
+
+    ascent = Ascent(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Ascent) if f.name != "seed"},
+                    seed=args.seed)
+    if args.starts < 1 or ascent.steps < 1:
+        raise UserError("--starts and --steps must be at least 1")
+    paths, summaries = oip_job(args.run, args.layer, args.maps, args.logits, args.classes, args.objective, args.starts,
+                            args.seed, args.manifold, ascent, log=console.print, **common)
+    table = Table(title="OIPs: how many beat the best of the test images")
+    for col in ("layer", "maps", "seconds", "ratio >= 1", "fired from start", "never fired"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for layer, s in summaries.items():
+        table.add_row(layer, str(s["maps"]), f"{s['seconds']:.2f}", f"{s['share_beating_test']:.1%}",
+                      str(s["fired_from_start"]), str(len(s["never_fired"])))
+    console.print(table)
+    for layer, s in summaries.items():
+        for dead in s["never_fired"]:
+            console.print(f"[yellow]{layer} map {dead['map']} never fired[/]: {dead['reason']}")
+    return paths
+
+
 COMMANDS = {"data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
-            **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "filters-demo")}}
+            **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "oip", "filters-demo")}}
 
 
 def main(argv: list[str] | None = None) -> None:

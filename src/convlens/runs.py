@@ -67,10 +67,14 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write named tensors to a safetensors file, atomically."""
+    atomic_write(path, lambda tmp: save_file(_tensors(tensors), str(tmp), metadata=metadata))
+
+
 def save_weights(path: Path, model: nn.Module, config: RunConfig) -> None:
     """Write the model's weights to a safetensors file with the config in its metadata."""
-    meta = {"config": json.dumps(config.to_dict())}
-    atomic_write(path, lambda tmp: save_file(_tensors(model.state_dict()), str(tmp), metadata=meta))
+    save_tensors(path, model.state_dict(), {"config": json.dumps(config.to_dict())})
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -101,7 +105,7 @@ def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
     meta = {"epoch": str(epoch), "config": json.dumps(config.to_dict())}
-    atomic_write(run_dir / CHECKPOINT, lambda tmp: save_file(_tensors(tensors), str(tmp), metadata=meta))
+    save_tensors(run_dir / CHECKPOINT, tensors, meta)
 
 
 def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:

@@ -1,0 +1,143 @@
+"""The optimisation loop of an OIP search: normalised gradient ascent on the pixels, in [0, 1].
+
+Every batch element is its own search (the model is in eval mode, so elements never interact), and
+one backward pass gives every element's gradient at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Ascent:
+    """How a search steps. Penalty weights are relative to the objective's gradient, so one value suits every layer."""
+
+    steps: int = 96  # gradient steps in all, precursor stage included
+    lr: float = 0.1  # pixel change per step for a unit-RMS gradient; decays to a tenth on a cosine
+    jitter: int = 0  # shift the image by up to this many pixels each step: smoother OIPs, lower peaks (centre/max objectives suffer)
+    tv: float = 0.0  # total-variation penalty weight: smoother OIPs
+    l2: float = 0.0  # pull towards the anchor image (black by default): sparser OIPs, or class OIPs near the data
+    precursor: int = 0  # side of a coarse first stage (e.g. 14), upscaled and refined; 0 for none
+    precursor_share: float = 0.5  # share of the steps spent at the precursor's resolution
+    soft: float = 0.3  # soft ReLU gradients with this temperature for the first half of the steps; 0 for exact ones
+    seed: int = 0  # seeds the jitter shifts; the start images carry their own seed
+
+
+@dataclass
+class AscentResult:
+    images: torch.Tensor  # (B, 1, 28, 28) in [0, 1]
+    start: torch.Tensor  # (B,) objective at the start image
+    final: torch.Tensor  # (B,) objective at the result, unshifted
+    pre_final: torch.Tensor  # (B,) the same on the pre-activation: how far from firing a silent map stayed
+    fired_from_start: torch.Tensor  # (B,) bool: the start image already gave a positive objective
+    steps: int
+    seconds: float
+
+
+class _SoftReLU(torch.autograd.Function):
+    """ReLU forward; backward as if it were softplus(x / t) * t, so units just below zero still get gradient."""
+
+    @staticmethod
+    def forward(ctx, x, t):
+        ctx.save_for_backward(x)
+        ctx.t = t
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x / ctx.t), None
+
+
+@contextmanager
+def soft_relu_gradients(model, t: float):
+    """Within the block every nn.ReLU of the model passes soft gradients (values unchanged)."""
+    handles = [m.register_forward_hook(lambda _m, inputs, _out: _SoftReLU.apply(inputs[0], t))
+               for m in model.modules() if isinstance(m, torch.nn.ReLU)] if t > 0 else []
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _unit(g: torch.Tensor) -> torch.Tensor:
+    """Return each element's gradient scaled to unit RMS, so every map moves at the same pace."""
+    return g / (g.pow(2).mean(dim=tuple(range(1, g.dim())), keepdim=True).sqrt() + 1e-12)
+
+
+def _jitter(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
+    if shift <= 0:
+        return x
+    dy, dx = torch.randint(-shift, shift + 1, (2,), generator=g).tolist()
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Return each image's summed absolute difference between neighbouring pixels, (B,)."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().sum((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().sum((1, 2, 3))
+
+
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    if x.shape[-1] == side:
+        return x
+    mode = "area" if x.shape[-1] > side else "bilinear"
+    return F.interpolate(x, size=(side, side), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+
+
+def _stages(a: Ascent, size: int) -> list[tuple[int, int]]:
+    if not a.precursor or a.precursor >= size:
+        return [(size, a.steps)]
+    coarse = round(a.steps * a.precursor_share)
+    return [(a.precursor, coarse), (size, a.steps - coarse)]
+
+
+def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch.Tensor | None = None) -> AscentResult:
+    """Return the images reached by ascending `target` from `start` (B, 1, H, W).
+
+    target(x) returns (objective, pre_objective), both (B,). An element whose objective is zero,
+    a map silent for the whole image, climbs its pre-objective instead until it fires, then the
+    objective itself: this is the dead-map path.
+    For the first half of the steps every ReLU passes soft gradients: a unit just below zero still
+    learns which way is up, which is what lets the many units of a map's mean turn on together
+    (measured on `simple`, conv1: 75% of maps beat the best test digit with exact gradients, 100% with soft).
+    The precursor stage optimises a coarse image that is upsampled before the model sees it. Coarse
+    pixels move whole blobs, which is how patterns with large-scale structure are found quickly.
+    """
+    t0 = time.perf_counter()
+    size = start.shape[-1]
+    anchor = torch.zeros_like(start) if anchor is None else anchor
+    with torch.no_grad():
+        start_value, _ = target(start)
+    shifts = torch.Generator().manual_seed(ascent.seed)
+    x, step = start.detach(), 0
+    for side, n in _stages(ascent, size):
+        p, goal = _resize(x, side).detach(), _resize(anchor, side)
+        for _ in range(n):
+            p.requires_grad_(True)
+            soft = ascent.soft if step < ascent.steps // 2 else 0.0
+            with soft_relu_gradients(target.model, soft):
+                act, pre = target(_jitter(_resize(p, size), ascent.jitter, shifts))
+            score = torch.where(act > 0, act, pre)
+            (grad,) = torch.autograd.grad(score.sum(), p)
+            direction = _unit(grad)
+            if ascent.tv:
+                (tv_grad,) = torch.autograd.grad(total_variation(p).sum(), p)
+                direction -= ascent.tv * _unit(tv_grad)
+            if ascent.l2:
+                direction -= ascent.l2 * _unit(p.detach() - goal)
+            lr = ascent.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(ascent.steps, 1))))
+            p = (p.detach() + lr * direction).clamp_(0.0, 1.0)
+            step += 1
+        x = _resize(p, size).detach()
+    with torch.no_grad():
+        final, pre_final = target(x)
+    return AscentResult(images=x, start=start_value, final=final, pre_final=pre_final,
+                        fired_from_start=start_value > 0, steps=step, seconds=time.perf_counter() - t0)

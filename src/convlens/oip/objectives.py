@@ -1,0 +1,102 @@
+"""What an OIP search maximises: one number per batch element, on the activation and the pre-activation.
+
+A target maps images (B, 1, 28, 28) to (objective, pre_objective), both (B,). Element b is scored on
+its own map or class, so a whole layer is one batch. The pre-objective is the same reduction before
+the ReLU: where a map is zero everywhere, its gradient is zero too, but the pre-activation still
+says which way is up.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..inspect.hooks import conv_layers, forward_until, layer_module
+from ..inspect.maps import iter_maps
+from ..models import Block
+
+
+def _center(maps: torch.Tensor) -> torch.Tensor:
+    h, w = maps.shape[-2:]
+    return maps[..., h // 2, w // 2]
+
+
+# Reductions of maps (..., H, W) to (...): the whole map's mean, the unit at the centre, or the peak.
+OBJECTIVES = {
+    "mean": lambda m: m.mean((-2, -1)),
+    "center": _center,
+    "max": lambda m: m.amax((-2, -1)),
+}
+
+
+def _reducer(objective: str):
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[objective]
+
+
+def pre_activation_name(model: nn.Module, layer: str) -> str | None:
+    """Return the name of the module whose output is the layer's pre-activation, or None if unknown."""
+    block = layer_module(model, layer)
+    if not isinstance(block, Block):
+        return None
+    parts = dict(block.named_children())
+    return f"{layer}.bn" if "bn" in parts else f"{layer}.conv"
+
+
+class LayerTarget:
+    """Objective of map `maps[b]` of a conv layer for batch element b."""
+
+    def __init__(self, model: nn.Module, layer: str, maps: torch.Tensor, objective: str = "mean"):
+        if layer not in conv_layers(model):
+            raise UserError(f"OIPs are searched for conv layers; '{layer}' is not one of {', '.join(conv_layers(model))}")
+        self.model, self.layer, self.maps = model, layer, maps
+        self.reduce = _reducer(objective)
+        # A silent map climbs towards its unit closest to firing: the mean pre-activation would
+        # push an edge detector whose weights sum below zero to a black image, where it stays dead.
+        self.reduce_pre = _center if objective == "center" else OBJECTIVES["max"]
+        self.pre_name = pre_activation_name(model, layer)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        names = [self.layer] + ([self.pre_name] if self.pre_name else [])
+        out = forward_until(self.model, x, names, stop_at=self.layer)
+        rows = torch.arange(len(x))
+        act = self.reduce(out[self.layer][rows, self.maps])
+        pre = self.reduce_pre(out[self.pre_name][rows, self.maps]) if self.pre_name else act
+        return act, pre
+
+
+class LogitTarget:
+    """Logit of class `classes[b]` for batch element b: the class OIP objective."""
+
+    def __init__(self, model: nn.Module, classes: torch.Tensor):
+        self.model, self.classes = model, classes
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.model(x)[torch.arange(len(x)), self.classes]
+        return logit, logit
+
+
+@torch.no_grad()
+def best_test_activation(model: nn.Module, images: torch.Tensor, layer: str | None,
+                         objective: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """Return, per map (or per logit when layer is None), the highest objective any image gives, and which image.
+
+    This is the bar an OIP must clear: a pattern found by ascent should drive its map at least as
+    hard as the best real digit does.
+    """
+    if layer is None:
+        logits = torch.cat([model(images[s : s + 256]) for s in range(0, len(images), 256)])
+        best, index = logits.max(0)
+        return best, index
+    reduce = _reducer(objective)
+    best, index = None, None
+    for start, maps in iter_maps(model, images, layer):
+        values, where = reduce(maps).max(0)  # (C,) over this batch
+        if best is None:
+            best, index = values, where + start
+        else:
+            better = values > best
+            best, index = torch.where(better, values, best), torch.where(better, where + start, index)
+    return best, index

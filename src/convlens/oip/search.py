@@ -1,0 +1,141 @@
+"""Whole layers and classes in one batch: element b of the batch searches for map (or class) b.
+
+Every map starts from the same K seeded noise images, so a map's OIPs do not depend on which other
+maps were asked for, and the same seed gives the same OIPs.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..inspect.hooks import conv_layers, layer_module
+from ..models import Block
+from .ascent import Ascent, ascend
+from .noise import multiscale_noise
+from .objectives import LayerTarget, LogitTarget
+
+
+@dataclass
+class OIPs:
+    layer: str  # a conv layer, or "logits" for class OIPs
+    objective: str  # mean, center or max; "logit" for class OIPs
+    index: list[int]  # the maps (or classes) searched, in order
+    images: torch.Tensor  # (M, K, 28, 28): K starts per map
+    activation: torch.Tensor  # (M, K) objective reached
+    start: torch.Tensor  # (M, K) objective at the start image
+    pre_final: torch.Tensor  # (M, K) pre-activation objective reached
+    steps: int
+    seconds: float
+
+    @property
+    def fired(self) -> torch.Tensor:
+        """(M,) whether any start made the map fire."""
+        return (self.activation > 0).any(1)
+
+    @property
+    def fired_from_start(self) -> torch.Tensor:
+        """(M,) whether the best start already fired before any step."""
+        return self.start.gather(1, self.best_start[:, None]).squeeze(1) > 0
+
+    @property
+    def best_start(self) -> torch.Tensor:
+        return self.activation.argmax(1)
+
+    @property
+    def best(self) -> torch.Tensor:
+        """(M, 28, 28) each map's strongest OIP."""
+        return self.images[torch.arange(len(self.index)), self.best_start]
+
+    def similarity(self) -> torch.Tensor:
+        """(M,) mean Pearson correlation between the K OIPs of each map; 1 = one favourite pattern. NaN for K=1."""
+        m, k = self.images.shape[:2]
+        if k < 2:
+            return torch.full((m,), float("nan"))
+        flat = self.images.flatten(2)
+        flat = flat - flat.mean(2, keepdim=True)
+        flat = flat / (flat.norm(dim=2, keepdim=True) + 1e-12)
+        corr = flat @ flat.transpose(1, 2)  # (M, K, K)
+        off_diagonal = ~torch.eye(k, dtype=torch.bool)
+        return corr[:, off_diagonal].mean(1)
+
+
+@contextmanager
+def _frozen(model: nn.Module):
+    """Eval mode and no parameter gradients for the search; the model is restored afterwards."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval().requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def _starts(count: int, starts: int, seed: int) -> torch.Tensor:
+    if starts < 1:
+        raise UserError(f"--starts must be at least 1 (got {starts})")
+    return multiscale_noise(starts, seed=seed).repeat(count, 1, 1, 1)  # element m*K + k starts from noise k
+
+
+def _collect(layer, objective, index, result, starts: int) -> OIPs:
+    m = len(index)
+    return OIPs(layer=layer, objective=objective, index=list(index), images=result.images.reshape(m, starts, *result.images.shape[-2:]),
+                activation=result.final.reshape(m, starts), start=result.start.reshape(m, starts),
+                pre_final=result.pre_final.reshape(m, starts), steps=result.steps, seconds=result.seconds)
+
+
+def channel_count(model: nn.Module, layer: str) -> int:
+    """Return the number of maps of a conv layer."""
+    module = layer_module(model, layer)
+    conv = module.conv if isinstance(module, Block) else module
+    return conv.out_channels
+
+
+def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, objective: str = "mean",
+               starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0) -> OIPs:
+    """Return the OIPs of a conv layer's maps (default: all), found in one batched search."""
+    if layer not in conv_layers(model):
+        raise UserError(f"OIPs are searched for conv layers; '{layer}' is not one of {', '.join(conv_layers(model))}")
+    channels = channel_count(model, layer)
+    maps = list(range(channels)) if maps is None else list(maps)
+    if not maps or min(maps) < 0 or max(maps) >= channels:
+        raise UserError(f"maps of {layer} are 0-{channels - 1}; got {min(maps, default='none')}-{max(maps, default='none')}")
+    with _frozen(model):
+        target = LayerTarget(model, layer, torch.tensor(maps).repeat_interleave(starts), objective)
+        result = ascend(target, _starts(len(maps), starts, seed), ascent)
+    return _collect(layer, objective, maps, result, starts)
+
+
+def class_oips(model: nn.Module, classes: list[int], starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0,
+               anchors: torch.Tensor | None = None) -> OIPs:
+    """Return, per class, the input that maximises its logit: what makes a '4' a '4' to the network.
+
+    anchors (C, 28, 28), e.g. the class-mean images, with ascent.l2 > 0 keep each OIP near them,
+    a simple pull towards the data manifold.
+    """
+    with _frozen(model):
+        target = LogitTarget(model, torch.tensor(classes).repeat_interleave(starts))
+        anchor = None if anchors is None else anchors[:, None].repeat_interleave(starts, 0)
+        result = ascend(target, _starts(len(classes), starts, seed), ascent, anchor)
+    return _collect("logits", "logit", classes, result, starts)
+
+
+def dead_reason(model: nn.Module, layer: str, map_index: int, pre_best: float, steps: int, starts: int) -> str:
+    """Return why a map never fired: a proof where one exists (a first layer on the raw image), else the evidence."""
+    module = layer_module(model, layer)
+    first = next(iter(model.children()), None) is module
+    if first and isinstance(module, Block) and "bn" not in dict(module.named_children()):
+        w, b = module.conv.weight[map_index], module.conv.bias
+        ceiling = w.clamp(min=0).sum().item() + (b[map_index].item() if b is not None else 0.0)
+        if ceiling <= 0:
+            return (f"dead for every input: with pixels in [0, 1] its pre-activation is at most "
+                    f"{ceiling:.3g} (bias plus the positive kernel weights)")
+    return (f"its pre-activation peaked at {pre_best:.3g} after {steps} steps from {starts} start(s); "
+            f"the maps feeding it may never fire together")

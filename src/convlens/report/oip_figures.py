@@ -1,0 +1,60 @@
+"""Figures of OIPs: a layer's gallery in map order, and the K starts of each map side by side."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from .inspect_figures import _off, _show_mosaic, mosaic
+
+
+def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list[str] | None = None,
+                       cols: int = 16) -> Figure:
+    """Return every map's strongest OIP in index order, each tile annotated with the activation it reached.
+
+    With best_test, the annotation is the ratio to the best test image too; a red label marks a map
+    that no real digit is beaten on, and a '-' one that never fired.
+    """
+    best = oips.best
+    n = len(oips.index)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    canvas, corners = mosaic(best, cols, pad=7)  # pad leaves room for the annotation under each tile
+    width = cols * 0.78 + 0.4
+    fig, ax = plt.subplots(figsize=(width, width * canvas.shape[0] / canvas.shape[1] + 0.6))
+    _show_mosaic(ax, canvas, "gray", 0.0, 1.0)
+    reached = oips.activation.gather(1, oips.best_start[:, None]).squeeze(1)
+    for i, (top, left) in enumerate(corners):
+        name = labels[i] if labels else str(oips.index[i])
+        text = f"{name}: {reached[i]:.2g}"
+        color = "black"
+        if best_test is not None and best_test[i] > 0:
+            ratio = reached[i] / best_test[i]
+            text += f" ({ratio:.1f}x)"
+            color = "black" if ratio >= 1 else "red"
+        if reached[i] <= 0:
+            text, color = f"{name}: -", "red"
+        ax.text(left + 14, top + 28.5, text, fontsize=4.6, ha="center", va="top", color=color)
+    what = "class logit" if oips.layer == "logits" else f"{oips.objective} activation"
+    extra = " (x: ratio to the best of the test images)" if best_test is not None else ""
+    fig.suptitle(f"OIPs of {oips.layer}: {n} inputs found by gradient ascent; label: index: {what}{extra}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def oip_starts_figure(oips, show: int = 16) -> Figure:
+    """Return the K OIPs of the first `show` maps, one row per map, with their mean pairwise correlation."""
+    m, k = oips.images.shape[:2]
+    show = min(show, m)
+    similarity = oips.similarity()
+    fig, axes = plt.subplots(show, k, figsize=(k * 0.9 + 1.6, show * 0.9 + 0.6), squeeze=False)
+    for i in range(show):
+        for j in range(k):
+            axes[i, j].imshow(oips.images[i, j].numpy(), cmap="gray", vmin=0, vmax=1)
+            _off(axes[i, j])
+        axes[i, 0].set_ylabel(f"{oips.index[i]}\nr={similarity[i]:.2f}", fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(f"{oips.layer}: {k} starts per map (r: mean correlation between them; 1 = one favourite pattern)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
