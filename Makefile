@@ -33,7 +33,9 @@ test-fast: data
 
 bench: data
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/inspect_speed.py
 	$(BIN)/python bench/oip_speed.py
+	$(BIN)/python bench/compare_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

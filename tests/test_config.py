@@ -34,7 +34,7 @@ def test_bad_values_name_their_flag(train, message):
 
 
 def test_seed_recipe_is_the_articles_fp32_sgd_batch_64():
-    c = RunConfig().replace(train=RECIPES["seed"]).train
+    c = RunConfig().replace(**RECIPES["seed"]).train
     assert (c.optimizer, c.batch_size, c.precision, c.schedule, c.momentum) == ("sgd", 64, "fp32", "step", 0.9)
     assert c.l2 > 0 and c.weight_decay == 0
 

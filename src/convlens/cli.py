@@ -57,7 +57,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args) -> tuple[RunConfig, list[str]]:
     """Return the RunConfig of defaults, then the recipe, then the flags given; and the flags given."""
     given = {k: v for k, v in vars(args).items() if "." in k and v is not None}
-    sections: dict[str, dict] = {"train": dict(RECIPES[args.recipe])}
+    sections: dict[str, dict] = {name: dict(fields) for name, fields in RECIPES[args.recipe].items()}
     for key, value in given.items():
         section, name = key.split(".")
         sections.setdefault(section, {})[name] = value
@@ -81,16 +81,39 @@ def build_parser() -> Parser:
 
     train = sub.add_parser("train", help="train a model into a run folder",
                            description="Train a model. A recipe sets the training defaults; flags override it.")
-    train.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
-                       help="fast: convlens's quick default; seed: the articles' recipe (fp32, batch 64, SGD, step lr, L2)")
+    train.add_argument("--recipe", choices=list(RECIPES), default="default",
+                       help="default: Nesterov SGD + OneCycle for any model; seed: the articles' recipe (fp32, "
+                            "batch 64, SGD, step lr, L2); fast: the fast net, 2 epochs; best-mnist, best-fashion: "
+                            "the most accurate presets (about 15 minutes on 2 cores)")
     train.add_argument("--out", help="run folder to create (default: runs/MODEL-DATASET, numbered if taken)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch")
+    train.add_argument("--seeds", help="train one run per seed, e.g. 0,1,2, into OUT-s0, OUT-s1, ... "
+                       "(in parallel processes when there are enough cores)")
     add_config_flags(train)
 
     ev = sub.add_parser("eval", help="evaluate a run on a test set: metrics.json, confusion matrix, misclassified gallery")
     ev.add_argument("run", help="run folder")
     ev.add_argument("--dataset", help="evaluate on another data set (default: the run's own)")
     add_inspect_commands(sub)
+
+    cmp = sub.add_parser("compare", help="do two trainings learn the same filters? match maps, CKA, agreement",
+                         description="Compare runs of the same architecture: maps matched one to one by activation "
+                         "correlation (Hungarian), conv1 kernels by signed cosine, linear CKA between all layers, "
+                         "prediction agreement; with an untrained network and the run itself as baselines.")
+    cmp.add_argument("runs", nargs="+", help="two or more run folders")
+    cmp.add_argument("--images", type=int, default=2000, help="test images the maps are compared on (default 2000)")
+    cmp.add_argument("--oips", metavar="LAYER", help="also draw the OIPs of matched maps of this conv layer")
+    cmp.add_argument("--out", help="output folder (default: compare-A-vs-B beside the first run)")
+
+    bench = sub.add_parser("bench", help="measure speed: recipes against a plain PyTorch loop")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=Parser)
+    bt = bench_sub.add_parser("train", help="train each recipe on several seeds and a plain DataLoader loop; "
+                              "print training time, images/s, test accuracy and time-to-99%% ratios")
+    bt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bt.add_argument("--seeds", type=int, default=3, help="seeds per recipe; the table gives medians (default 3)")
+    bt.add_argument("--recipes", default="default,fast", help="comma-separated recipes (default: default,fast)")
+    bt.add_argument("--best", action="store_true", help="also best-mnist and best-fashion (about 15 minutes each on 2 cores)")
+    bt.add_argument("--json", default="bench/train_speed.json", help="write the rows here (default bench/train_speed.json)")
     return p
 
 
@@ -187,8 +210,24 @@ def cmd_summary(args) -> None:
 
 def cmd_train(args) -> None:
     from .runs import read_config
-    from .workflows import train_run
+    from .workflows import train_run, train_seeds
 
+    if args.seeds:
+        if args.resume:
+            raise UserError("--seeds starts new runs; resume each run on its own")
+        if not re.fullmatch(r"\d+(,\d+)*", args.seeds) or len(set(args.seeds.split(","))) != len(args.seeds.split(",")):
+            raise UserError(f"--seeds '{args.seeds}' must be distinct comma-separated integers, e.g. 0,1,2")
+        config, _ = config_from_args(args)
+        base = Path(args.out) if args.out else _default_out(config)
+        results = train_seeds(config, base, [int(s) for s in args.seeds.split(",")], log=console.print)
+        table = Table(title=f"{config.model.model} on {config.data.dataset}, one run per seed")
+        for col in ("seed", "run folder", "test accuracy", "test loss"):
+            table.add_column(col, justify="left" if col == "run folder" else "right")
+        for seed, out, metrics in results:
+            table.add_row(str(seed), str(out), f"{metrics['test_accuracy']:.4f}", f"{metrics['test_loss']:.4f}")
+        console.print(table)
+        console.print(f"compare them with: convlens compare {' '.join(str(o) for _, o, _ in results)}")
+        return
     if args.resume:
         config, given = read_config(Path(args.resume)), config_from_args(args)[1]
         if given or args.out:
@@ -227,6 +266,50 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
     console.print(f"test accuracy [bold]{metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} on {metrics['dataset']}")
     console.print(f"most confused (true→pred): {pairs}")
     console.print(f"run folder: {run_dir}  (metrics.json, plots/curves.png, plots/confusion.png, plots/misclassified.png)")
+
+
+def cmd_compare(args) -> None:
+    from .compare_jobs import compare_job
+
+    paths, report = compare_job(args.runs, args.images, args.out, args.oips, log=console.print)
+    table = Table(title="matched maps: mean correlation, share >= 0.9, same order?")
+    table.add_column("pair")
+    layers = list(next(iter(report["pairs"].values()))["layers"])
+    for layer in layers:
+        table.add_column(layer, justify="right")
+    table.add_column("agreement", justify="right")
+    rows = list(report["pairs"].items()) + [(f"baseline: {k}", v) for k, v in report["baselines"].items()]
+    for name, pair in rows:
+        cells = [f"{s['mean_matched_correlation']:.2f} / {s['share_at_least_0.9']:.0%} / "
+                 f"{'yes' if s['same_order'] else 'no'}" for s in pair["layers"].values()]
+        table.add_row(name, *cells, f"{pair['prediction_agreement']:.2%}")
+    console.print(table)
+    for path in paths + [Path(paths[0]).parent / "compare.json"]:
+        console.print(f"wrote {path}")
+
+
+def cmd_bench(args) -> None:
+    from . import bench
+    from .runs import write_json
+
+    recipes = [r for r in args.recipes.split(",") if r] + (["best-mnist", "best-fashion"] if args.best else [])
+    if unknown := [r for r in recipes if r not in RECIPES]:
+        raise UserError(f"unknown recipe {', '.join(unknown)}; recipes are {', '.join(RECIPES)}")
+    if args.seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    console.print(f"bench train on {bench.device_name(args.device)}, torch {torch_version()}")
+    baseline = bench.plain_loop(device=args.device, log=console.print)
+    rows = [baseline] + [bench.recipe_rows(r, 1 if r.startswith("best") else args.seeds, args.device, log=console.print)
+                         for r in recipes]
+    print(bench.format_table(rows, baseline))
+    write_json(Path(args.json), {"device": bench.device_name(args.device), "rows": rows})
+    console.print(f"wrote {args.json}")
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def cmd_inspect(args) -> None:
@@ -279,7 +362,7 @@ def _oip(args, common) -> list:
     return paths
 
 
-COMMANDS = {"data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
+COMMANDS = {"bench": cmd_bench, "compare": cmd_compare, "data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
             **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "oip", "filters-demo")}}
 
 

@@ -30,6 +30,12 @@ PRESETS: dict[str, str] = {
     "deep5x5": "conv32k5same-pool2-conv64k5same-pool2-flatten-dense1024-dropout0.4-dense10",
     # Dense-only baseline for "CNN 99.1% vs dense 97.8%": 101,770 parameters.
     "mlp": "flatten-dense128-dense10",
+    # Speed first: a strided 5x5 first conv does a third of simple's work; 99% in two epochs.
+    "fast": "conv16k5s2bn-conv32k3bn-pool2-flatten-dense10",
+    # Accuracy first (the best-* recipes): VGG-style pairs of 3x3 convs with batch norm.
+    "vgg-mnist": "conv32k3bn-conv32k3bn-pool2-conv64k3bn-conv64k3bn-pool2-flatten-dense10",
+    "vgg-fashion": "conv32k3samebn-conv32k3samebn-pool2-conv64k3samebn-conv64k3samebn-pool2-conv128k3samebn-conv128k3bn"
+                   "-flatten-dropout0.3-dense10",
     # LeCun et al. 1998 on 28x28 input (padding 2 in the first conv), average pooling, tanh.
     "lenet5": "conv6k5sametanh-avgpool2-conv16k5tanh-avgpool2-flatten-dense120tanh-dense84tanh-dense10",
 }

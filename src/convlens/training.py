@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import runs
+from .augment import augment, cutout
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
@@ -91,7 +92,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
             for step in range(steps_per_epoch):
                 lr = lr_at(epoch + step / steps_per_epoch, c)
                 idx = order[step * c.batch_size : (step + 1) * c.batch_size]
-                xb, yb = x[idx].contiguous(memory_format=fmt), y[idx]
+                xb = cutout(augment(x[idx], c.augment, gen), c.cutout, gen)
+                xb, yb = xb.contiguous(memory_format=fmt), y[idx]
                 with autocast(precision, device):
                     logits = forward(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=c.label_smoothing)

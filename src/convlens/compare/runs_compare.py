@@ -1,0 +1,97 @@
+"""Compare two models on the same images: matched maps per conv layer, CKA between all layers, agreement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..inspect.filters import conv_weight
+from ..inspect.hooks import conv_layers
+from ..inspect.maps import feature_maps
+from ..training import predict
+from .similarity import gram, kernel_similarity, linear_cka, map_correlation, match
+
+
+@dataclass
+class LayerMatch:
+    layer: str
+    correlation: torch.Tensor  # (Ca, Cb) Pearson correlation of every map pair
+    matched: torch.Tensor  # (Ca,) the map of B matched to each map of A
+    matched_correlation: torch.Tensor  # (Ca,)
+    kernel_matched: torch.Tensor | None = None  # first layer only: matching by signed kernel cosine
+    kernel_cosine: torch.Tensor | None = None  # (Ca,) cosine of each kernel-matched pair
+    silent_a: list[int] = field(default_factory=list)  # maps constant over every image and position
+    silent_b: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """Matched-correlation figures over the maps live in both runs; silent maps are counted apart."""
+        live = torch.ones(len(self.matched), dtype=torch.bool)
+        live[torch.tensor(self.silent_a, dtype=torch.long)] = False
+        silent_b = torch.zeros(self.correlation.shape[1], dtype=torch.bool)
+        silent_b[torch.tensor(self.silent_b, dtype=torch.long)] = True
+        live &= ~silent_b[self.matched]
+        c, index = self.matched_correlation[live], torch.arange(len(self.matched))
+        out = {"maps": len(self.matched), "live_pairs": len(c), "mean_matched_correlation": c.mean().item(),
+               "share_at_least_0.8": (c >= 0.8).float().mean().item(),
+               "share_at_least_0.9": (c >= 0.9).float().mean().item(),
+               "same_order": bool(torch.equal(self.matched[live], index[live])),
+               "maps_in_place": int((self.matched == index)[live].sum()),
+               "matched": self.matched.tolist(), "silent_maps_a": self.silent_a, "silent_maps_b": self.silent_b}
+        if self.kernel_matched is not None:
+            out |= {"kernel_mean_cosine": self.kernel_cosine.mean().item(),
+                    "kernel_matched": self.kernel_matched.tolist(),
+                    "kernel_and_map_matching_agree": (self.kernel_matched == self.matched).float().mean().item()}
+        return out
+
+
+@dataclass
+class Comparison:
+    layers: list[LayerMatch]
+    cka_layers: list[str]
+    cka: torch.Tensor  # (La, Lb) linear CKA between every layer of A and of B
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"layers": {m.layer: m.summary() for m in self.layers},
+                "cka": {"layers": self.cka_layers, "matrix": self.cka.tolist()}, **self.extra}
+
+
+def representation_layers(model: nn.Module) -> list[str]:
+    """Return the layers CKA compares: every top-level layer but flatten and dropout (which copy their input)."""
+    return [n for n, m in model.named_children() if not isinstance(m, (nn.Flatten, nn.Dropout))]
+
+
+@torch.no_grad()
+def compare_models(a: nn.Module, b: nn.Module, images: torch.Tensor) -> Comparison:
+    """Return every similarity measure between two models of the same architecture on images (N, 1, 28, 28)."""
+    layers = representation_layers(a)
+    maps_a, maps_b = feature_maps(a, images, layers), feature_maps(b, images, layers)
+    matches = []
+    for i, layer in enumerate(conv_layers(a)):
+        corr = map_correlation(maps_a[layer], maps_b[layer])
+        matched = match(corr)
+        m = LayerMatch(layer, corr, matched, corr[torch.arange(len(matched)), matched],
+                       silent_a=_silent(maps_a[layer]), silent_b=_silent(maps_b[layer]))
+        wa, _ = conv_weight(a, layer)
+        if i == 0 and wa.shape[1] == 1:  # kernels on the raw image can be compared as pictures
+            cos = kernel_similarity(wa, conv_weight(b, layer)[0])
+            m.kernel_matched = match(cos)
+            m.kernel_cosine = cos[torch.arange(len(matched)), m.kernel_matched]
+        matches.append(m)
+    grams_a = [gram(maps_a[n]) for n in layers]
+    grams_b = [gram(maps_b[n]) for n in layers]
+    return Comparison(matches, layers, linear_cka(grams_a, grams_b))
+
+
+def _silent(maps: torch.Tensor) -> list[int]:
+    flat = maps.transpose(0, 1).flatten(1)
+    return torch.nonzero(flat.amax(1) == flat.amin(1)).flatten().tolist()
+
+
+def agreement(a: nn.Module, b: nn.Module, images_u8: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return the share of images both models classify alike, the indices where they differ, and both predictions."""
+    pa, pb = predict(a, images_u8).argmax(1), predict(b, images_u8).argmax(1)
+    differ = torch.nonzero(pa != pb).flatten()
+    return (pa == pb).float().mean().item(), differ, pa, pb

@@ -1,0 +1,90 @@
+"""Similarity measures between the representations of two networks; tensors in, tensors out."""
+
+from __future__ import annotations
+
+import torch
+from scipy.optimize import linear_sum_assignment
+
+
+def map_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Return the Pearson correlation (Ca, Cb) between every map of a (N, Ca, H, W) and every map of b.
+
+    Each map is one variable observed at every image and position, so two maps correlate when they
+    light up on the same strokes of the same digits. A map constant over all inputs correlates 0.
+    Maps are read as (N*H*W, C) rows, a free view of channels_last tensors, so one GEMM gives every
+    pair (conv1 on 2,000 images: 0.1 s instead of 4.7 s through per-map copies).
+    """
+    x, y = (_columns(t) for t in (a, b))
+    cross = (x.T @ y).double()  # (Ca, Cb), centred already
+    norms = x.pow(2).sum(0).double().sqrt()[:, None] * y.pow(2).sum(0).double().sqrt()[None, :]
+    return (cross / norms.clamp(min=1e-12)).float()
+
+
+def _columns(maps: torch.Tensor) -> torch.Tensor:
+    cols = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]).float()
+    return cols - cols.mean(0, keepdim=True)
+
+
+def kernel_similarity(wa: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
+    """Return the cosine similarity (Ca, Cb) between the kernels of two conv weights (C, I, k, k).
+
+    Signed on purpose: a kernel and its negative detect opposite edges, so they are different filters
+    and score -1, not 1.
+    """
+    x = wa.flatten(1).double()
+    y = wb.flatten(1).double()
+    x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    y = y / y.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return (x @ y.T).float()
+
+
+def match(similarity: torch.Tensor) -> torch.Tensor:
+    """Return, for each row i, the column matched to it one to one so the summed similarity is largest (Hungarian).
+
+    Exact ties (maps that never vary score 0 with everything) go to the same index, so a network
+    compared with itself keeps its order.
+    """
+    score = similarity.double()
+    n = min(score.shape)
+    score[range(n), range(n)] += 1e-9
+    rows, cols = linear_sum_assignment(score.numpy(), maximize=True)
+    matched = torch.empty(similarity.shape[0], dtype=torch.long)
+    matched[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return matched
+
+
+def gram(features: torch.Tensor, blocks: int = 4) -> torch.Tensor:
+    """Return the centred Gram matrix Xc Xc^T (N, N) of features (N, ...), in double.
+
+    Cheaper than the feature-space form once a layer has more features than images (conv1: 21,632
+    against 2,000). Only the blocks on and above the diagonal are multiplied, the rest mirrored:
+    10 of 16 products, which took conv1 from 1.8 s to 1.2 s.
+    """
+    x = features.flatten(1).float()
+    x = x - x.mean(0, keepdim=True)
+    out = torch.empty(len(x), len(x), dtype=torch.float64)
+    edges = torch.linspace(0, len(x), blocks + 1).long().tolist()
+    for i in range(blocks):
+        rows = slice(edges[i], edges[i + 1])
+        for j in range(i, blocks):
+            cols = slice(edges[j], edges[j + 1])
+            block = (x[rows] @ x[cols].T).double()
+            out[rows, cols] = block
+            out[cols, rows] = block.T
+    return out
+
+
+def linear_cka(grams_a: list[torch.Tensor], grams_b: list[torch.Tensor]) -> torch.Tensor:
+    """Return linear CKA (Kornblith et al. 2019) between every layer of A and of B from their centred Gram matrices.
+
+    CKA = <Ka, Kb> / (|Ka| |Kb|) with K = Xc Xc^T: 1 for representations equal up to rotation and
+    scale, near 0 for unrelated ones. Invariant to permuting maps, so it needs no matching.
+    """
+    out = torch.zeros(len(grams_a), len(grams_b))
+    norms_b = [g.norm() for g in grams_b]
+    for i, ga in enumerate(grams_a):
+        na = ga.norm()
+        for j, gb in enumerate(grams_b):
+            out[i, j] = ((ga * gb).sum() / (na * norms_b[j]).clamp(min=1e-12)).float()
+    return out
+
