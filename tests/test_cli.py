@@ -116,3 +116,23 @@ def test_resume_of_a_finished_run_rejects_other_flags(small_mnist, tmp_path):
     run = tmp_path / "run"
     assert convlens("train", "--dataset", small_mnist, "--val-size", "0", "--epochs", "1", "--out", run).returncode == 0
     assert_user_error(convlens("train", "--resume", run, "--lr", "0.5"), "give no other training flags")
+
+
+def test_train_seeds_writes_one_run_per_seed_with_its_own_weights(small_mnist, tmp_path):
+    base = tmp_path / "simple"
+    done = convlens("train", "--dataset", small_mnist, "--val-size", "256", "--epochs", "1", "--seeds", "3,5",
+                    "--out", base)
+    assert done.returncode == 0, done.stderr
+    runs = [tmp_path / "simple-s3", tmp_path / "simple-s5"]
+    seeds = [json.loads((r / "config.json").read_text())["train"]["seed"] for r in runs]
+    assert seeds == [3, 5]
+    assert (runs[0] / "model.safetensors").read_bytes() != (runs[1] / "model.safetensors").read_bytes()
+    assert f"convlens compare {runs[0]} {runs[1]}" in done.stdout.replace("\n", "")
+    # Seeds whose folders exist are refused before anything is trained.
+    assert_user_error(convlens("train", "--dataset", small_mnist, "--seeds", "5,6", "--out", base), "already exist")
+    assert not (tmp_path / "simple-s6").exists()
+
+
+@pytest.mark.parametrize("seeds", ["1,x", "1,1", ""])
+def test_train_seeds_must_be_distinct_integers(seeds, tmp_path):
+    assert_user_error(convlens("train", "--seeds", seeds, "--out", tmp_path / "r"), "must be distinct comma-separated")

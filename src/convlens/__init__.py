@@ -3,6 +3,7 @@
 The public API; every name here is re-exported from the module that owns it.
 """
 
+from .compare import compare_models, linear_cka, permute_maps
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
@@ -20,4 +21,5 @@ __all__ = [
     "PRESETS", "build_model", "summary", "Run", "load_run", "TrainResult", "evaluate", "predict", "train",
     "evaluate_run", "train_run", "capture", "conv_layers", "map_layers", "class_patterns", "feature_maps",
     "field_geometry", "top_activations", "probe", "Ascent", "OIPs", "class_oips", "layer_oips",
+    "compare_models", "linear_cka", "permute_maps",
 ]

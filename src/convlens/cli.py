@@ -212,7 +212,7 @@ def cmd_train(args) -> None:
     from .runs import read_config
     from .workflows import train_run, train_seeds
 
-    if args.seeds:
+    if args.seeds is not None:
         if args.resume:
             raise UserError("--seeds starts new runs; resume each run on its own")
         if not re.fullmatch(r"\d+(,\d+)*", args.seeds) or len(set(args.seeds.split(","))) != len(args.seeds.split(",")):
