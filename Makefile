@@ -36,6 +36,7 @@ bench: data
 	$(BIN)/python bench/inspect_speed.py
 	$(BIN)/python bench/oip_speed.py
 	$(BIN)/python bench/compare_speed.py
+	$(BIN)/python bench/explain_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

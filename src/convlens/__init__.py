@@ -7,6 +7,7 @@ from .compare import compare_models, linear_cka, permute_maps
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
+from .explain import attribute, cascading_randomisation
 from .inspect.hooks import capture, conv_layers, map_layers
 from .inspect.maps import class_patterns, feature_maps, field_geometry, top_activations
 from .inspect.probe import probe
@@ -21,5 +22,5 @@ __all__ = [
     "PRESETS", "build_model", "summary", "Run", "load_run", "TrainResult", "evaluate", "predict", "train",
     "evaluate_run", "train_run", "capture", "conv_layers", "map_layers", "class_patterns", "feature_maps",
     "field_geometry", "top_activations", "probe", "Ascent", "OIPs", "class_oips", "layer_oips",
-    "compare_models", "linear_cka", "permute_maps",
+    "compare_models", "linear_cka", "permute_maps", "attribute", "cascading_randomisation",
 ]

@@ -157,8 +157,27 @@ def add_inspect_commands(sub) -> None:
         if f.name != "seed":
             o.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                            help=f"{field_help(Ascent).get(f.name, '')} (default: {f.default})".replace("%", "%%"))
+    ex = command("explain", "why this answer: attribution maps of one test image by several methods (Captum)")
+    ex.add_argument("--index", type=int, required=True, help="test-set index of the image")
+    ex.add_argument("--methods", help=f"comma-separated, from {','.join(_methods())} (default: all)")
+    ex.add_argument("--target", help="also explain towards this class (number or name)")
+    ex.add_argument("--layer", help="Grad-CAM layer (default: the last conv layer)")
+    ex.add_argument("--patch", type=int, default=4, help="occlusion patch side in pixels (default 4)")
+    ex.add_argument("--stride", type=int, default=2, help="occlusion stride in pixels (default 2)")
+    ex.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default 50)")
+    ex.add_argument("--sanity", action="store_true",
+                    help="randomise the weights layer by layer from the top and measure how much each map changes")
+    er = command("errors", "every misclassified test image, grouped by (true, predicted), explained towards both")
+    er.add_argument("--method", default="ig", help=f"one of {','.join(_methods())} (default ig)")
+    er.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default 50)")
     f = command("filters-demo", "classic hand-set kernels (Sobel, blur, ...) beside the learned conv1 kernels on one image")
     f.add_argument("--image", type=int, default=0, help="test-set index (default 0)")
+
+
+def _methods() -> tuple[str, ...]:
+    from .explain.methods import METHODS
+
+    return METHODS
 
 
 def _presets() -> list[str]:
@@ -334,6 +353,23 @@ def cmd_inspect(args) -> None:
         console.print(table)
     elif args.command == "oip":
         paths = _oip(args, common)
+    elif args.command == "explain":
+        from .explain_jobs import explain_job
+
+        if args.steps < 1:
+            raise UserError("--steps must be at least 1")
+        paths, report = explain_job(args.run, args.index, args.methods, args.target, args.layer, args.patch,
+                                    args.stride, args.steps, args.sanity, log=console.print, **common)
+        console.print(f"image {args.index}: true {report['label']}, predicted {report['predicted']} "
+                      f"(p = {max(report['probabilities']):.3f})")
+        for method, verdict in report.get("sanity", {}).get("verdicts", {}).items():
+            console.print(f"sanity {method}: {verdict}")
+    elif args.command == "errors":
+        from .explain_jobs import errors_job
+
+        paths, report = errors_job(args.run, args.method, args.steps, log=console.print, **common)
+        pairs = ", ".join(f"{p['true_name']}→{p['predicted_name']} ({p['count']})" for p in report["pairs"][:8])
+        console.print(f"most frequent (true→predicted): {pairs}")
     else:
         paths = jobs.filters_demo_job(args.run, args.image, **common)
     for path in paths:
@@ -363,7 +399,8 @@ def _oip(args, common) -> list:
 
 
 COMMANDS = {"bench": cmd_bench, "compare": cmd_compare, "data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
-            **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "oip", "filters-demo")}}
+            **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "oip", "explain", "errors",
+                                           "filters-demo")}}
 
 
 def main(argv: list[str] | None = None) -> None:
