@@ -308,6 +308,8 @@ def cmd_compare(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    import torch
+
     from . import bench
     from .runs import write_json
 
@@ -316,19 +318,13 @@ def cmd_bench(args) -> None:
         raise UserError(f"unknown recipe {', '.join(unknown)}; recipes are {', '.join(RECIPES)}")
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
-    console.print(f"bench train on {bench.device_name(args.device)}, torch {torch_version()}")
+    console.print(f"bench train on {bench.device_name(args.device)}, torch {torch.__version__}")
     baseline = bench.plain_loop(device=args.device, log=console.print)
     rows = [baseline] + [bench.recipe_rows(r, 1 if r.startswith("best") else args.seeds, args.device, log=console.print)
                          for r in recipes]
     print(bench.format_table(rows, baseline))
     write_json(Path(args.json), {"device": bench.device_name(args.device), "rows": rows})
     console.print(f"wrote {args.json}")
-
-
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 def cmd_inspect(args) -> None:

@@ -17,6 +17,7 @@ from .compare.runs_compare import agreement
 from .data import load_dataset
 from .errors import UserError
 from .inspect.filters import conv_weight
+from .inspect.hooks import conv_layers
 from .models import build_model, resolve_spec
 from .oip import layer_oips
 from .oip.search import channel_count
@@ -38,6 +39,8 @@ def compare_job(run_dirs: list[str], images: int = 2000, out=None, oip_layer: st
         raise UserError(f"the runs have different architectures ({', '.join(sorted(specs))}); compare needs the same one")
     if len({r.config.data.dataset for r in loaded}) != 1:
         raise UserError("the runs were trained on different data sets")
+    if oip_layer and oip_layer not in conv_layers(loaded[0].model):
+        raise UserError(f"--oips takes a conv layer: {', '.join(conv_layers(loaded[0].model))}")
     names = _unique_names(run_dirs)
     folder = Path(out) if out else Path(run_dirs[0]).resolve().parent / ("compare-" + "-vs-".join(names))
     ds = load_dataset(loaded[0].config.data.dataset)
@@ -91,9 +94,7 @@ def _pair_figures(folder: Path, stem: str, a, b, c, names, baselines, oip_layer)
         written.append(figures.save(views.kernel_pairs_figure(wa, wb, first.kernel_matched, first.kernel_cosine, names),
                                     folder / f"kernels_{stem}.png"))
     if oip_layer:
-        match = next((m for m in c.layers if m.layer == oip_layer), None)
-        if match is None:
-            raise UserError(f"--oips takes a conv layer: {', '.join(m.layer for m in c.layers)}")
+        match = next(m for m in c.layers if m.layer == oip_layer)
         oa, ob = (_oips(r, oip_layer) for r in (a, b))  # cached: each run's OIPs are searched once
         written.append(figures.save(views.oip_pairs_figure(oa, ob, match.matched, match.matched_correlation, oip_layer, names),
                                     folder / f"oips_{oip_layer}_{stem}.png"))
