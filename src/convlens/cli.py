@@ -84,7 +84,7 @@ def build_parser() -> Parser:
     train.add_argument("--recipe", choices=list(RECIPES), default="default",
                        help="default: Nesterov SGD + OneCycle for any model; seed: the articles' recipe (fp32, "
                             "batch 64, SGD, step lr, L2); fast: the fast net, 2 epochs; best-mnist, best-fashion: "
-                            "the most accurate presets (about 15 minutes on 2 cores)")
+                            "the most accurate presets (about 12 minutes each on 2 cores)")
     train.add_argument("--out", help="run folder to create (default: runs/MODEL-DATASET, numbered if taken)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch")
     train.add_argument("--seeds", help="train one run per seed, e.g. 0,1,2, into OUT-s0, OUT-s1, ... "
@@ -112,7 +112,7 @@ def build_parser() -> Parser:
     bt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bt.add_argument("--seeds", type=int, default=3, help="seeds per recipe; the table gives medians (default 3)")
     bt.add_argument("--recipes", default="default,fast", help="comma-separated recipes (default: default,fast)")
-    bt.add_argument("--best", action="store_true", help="also best-mnist and best-fashion (about 15 minutes each on 2 cores)")
+    bt.add_argument("--best", action="store_true", help="also best-mnist and best-fashion (about 12 minutes each on 2 cores)")
     bt.add_argument("--json", default="bench/train_speed.json", help="write the rows here (default bench/train_speed.json)")
     return p
 
