@@ -111,9 +111,7 @@ def _oips(run, layer: str) -> torch.Tensor:
     path = Path(run.path) / "oip" / f"oip_{layer}.safetensors"
     if path.exists():
         tensors, _ = runs.load_tensors(path)
-        if tensors["index"].tolist() == list(range(len(tensors["index"]))) and len(tensors["index"]) > 0:
+        if tensors["index"].tolist() == list(range(channel_count(run.model, layer))):
             best = tensors["activation"].argmax(1)
-            found = tensors["images"][torch.arange(len(best)), best]
-            if len(found) == channel_count(run.model, layer):
-                return found
+            return tensors["images"][torch.arange(len(best)), best]
     return _cached_oips(str(Path(run.path).resolve()), layer)

@@ -80,7 +80,10 @@ def _verdict(correlations: list[float]) -> str:
 
 def errors_job(run_dir, method: str = "ig", steps: int = 50, out=None, log=print) -> tuple[list[Path], dict]:
     """Group the misclassified test images by (true, predicted) pair and explain each towards both classes."""
-    (method,) = parse_methods(method)
+    methods = parse_methods(method)
+    if len(methods) != 1:
+        raise UserError(f"--method takes one method, e.g. ig (got '{method}')")
+    (method,) = methods
     o = Opened(run_dir, out, "errors")
     predicted = predict(o.model, o.images_u8).argmax(1)
     wrong = torch.nonzero(predicted != o.labels).flatten()

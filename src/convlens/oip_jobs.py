@@ -17,7 +17,7 @@ from . import runs
 from .errors import UserError
 from .inspect.hooks import conv_layers
 from .inspect_jobs import Opened
-from .oip import Ascent, OIPs, best_test_activation, class_oips, dead_reason, layer_oips
+from .oip import OBJECTIVES, Ascent, OIPs, best_test_activation, class_oips, dead_reason, layer_oips
 from .oip.search import channel_count
 from .report import figures
 from .report.oip_figures import oip_gallery_figure, oip_starts_figure
@@ -49,8 +49,8 @@ def oip_job(run_dir, layers=None, maps=None, logits=False, classes=None, objecti
         raise UserError("--logits searches class OIPs; give --classes, not --layer or --maps")
     if not logits and classes:
         raise UserError("--classes goes with --logits")
-    if objective not in ("mean", "center", "max"):
-        raise UserError(f"--objective must be mean, center or max (got '{objective}')")
+    if objective not in OBJECTIVES:
+        raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)} (got '{objective}')")
     written, results = [], []
     if logits:
         picked = [o.class_index(c) for c in classes.split(",")] if classes else list(range(len(o.names)))
@@ -89,7 +89,7 @@ def oip_job(run_dir, layers=None, maps=None, logits=False, classes=None, objecti
 
 
 def _entries(oips: OIPs, best: torch.Tensor, labels) -> list[dict]:
-    reached = oips.activation.gather(1, oips.best_start[:, None]).squeeze(1)
+    reached = oips.reached
     similarity = oips.similarity()
     rows = []
     for i, index in enumerate(oips.index):

@@ -67,7 +67,8 @@ def representation_layers(model: nn.Module) -> list[str]:
 def compare_models(a: nn.Module, b: nn.Module, images: torch.Tensor) -> Comparison:
     """Return every similarity measure between two models of the same architecture on images (N, 1, 28, 28)."""
     layers = representation_layers(a)
-    maps_a, maps_b = feature_maps(a, images, layers), feature_maps(b, images, layers)
+    maps_a = feature_maps(a, images, layers)
+    maps_b = maps_a if b is a else feature_maps(b, images, layers)  # the self baseline needs one pass
     matches = []
     for i, layer in enumerate(conv_layers(a)):
         corr = map_correlation(maps_a[layer], maps_b[layer])
@@ -81,7 +82,7 @@ def compare_models(a: nn.Module, b: nn.Module, images: torch.Tensor) -> Comparis
             m.kernel_cosine = cos[torch.arange(len(matched)), m.kernel_matched]
         matches.append(m)
     grams_a = [gram(maps_a[n]) for n in layers]
-    grams_b = [gram(maps_b[n]) for n in layers]
+    grams_b = grams_a if b is a else [gram(maps_b[n]) for n in layers]
     return Comparison(matches, layers, linear_cka(grams_a, grams_b))
 
 
@@ -92,6 +93,7 @@ def _silent(maps: torch.Tensor) -> list[int]:
 
 def agreement(a: nn.Module, b: nn.Module, images_u8: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return the share of images both models classify alike, the indices where they differ, and both predictions."""
-    pa, pb = predict(a, images_u8).argmax(1), predict(b, images_u8).argmax(1)
+    pa = predict(a, images_u8).argmax(1)
+    pb = pa if b is a else predict(b, images_u8).argmax(1)
     differ = torch.nonzero(pa != pb).flatten()
     return (pa == pb).float().mean().item(), differ, pa, pb

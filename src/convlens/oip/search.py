@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..inspect.filters import conv_weight
 from ..inspect.hooks import conv_layers, layer_module
 from ..models import Block
 from .ascent import Ascent, ascend
@@ -45,6 +46,11 @@ class OIPs:
     @property
     def best_start(self) -> torch.Tensor:
         return self.activation.argmax(1)
+
+    @property
+    def reached(self) -> torch.Tensor:
+        """(M,) the objective each map's strongest OIP reached."""
+        return self.activation.amax(1)
 
     @property
     def best(self) -> torch.Tensor:
@@ -93,9 +99,7 @@ def _collect(layer, objective, index, result, starts: int) -> OIPs:
 
 def channel_count(model: nn.Module, layer: str) -> int:
     """Return the number of maps of a conv layer."""
-    module = layer_module(model, layer)
-    conv = module.conv if isinstance(module, Block) else module
-    return conv.out_channels
+    return conv_weight(model, layer)[0].shape[0]
 
 
 def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, objective: str = "mean",

@@ -24,7 +24,7 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
     width = cols * 0.78 + 0.4
     fig, ax = plt.subplots(figsize=(width, width * canvas.shape[0] / canvas.shape[1] + 0.6))
     _show_mosaic(ax, canvas, "gray", 0.0, 1.0)
-    reached = oips.activation.gather(1, oips.best_start[:, None]).squeeze(1)
+    reached = oips.reached
     for i, (top, left) in enumerate(corners):
         name = labels[i] if labels else str(oips.index[i])
         text = f"{name}: {reached[i]:.2g}"
