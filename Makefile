@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install data demo test test-fast bench clean
+DEMO_RUN := runs/demo-simple-mnist
+
+.PHONY: install browser data demo test test-fast bench clean
 
 # torch is installed first and pinned: a CPU build of 2.13.0 is on disk; anything else pulls GBs of CUDA.
 $(STAMP): pyproject.toml
@@ -15,20 +17,28 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's Chromium for the browser tests (Playwright drives it; its own browser download fails here).
+browser:
+	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium) \
+		|| (echo "could not install chromium: run 'apt-get install chromium' as root" && exit 1)
+
 data: install
 	$(BIN)/convlens data fetch all
 
-# Fetch MNIST, train the articles' CNN with their recipe, evaluate it, and say where to look.
+# Fetch MNIST, train the articles' CNN with their recipe (once), and write its report.html.
 demo: install
 	$(BIN)/convlens data fetch mnist
-	$(BIN)/convlens train --model simple --dataset mnist --recipe seed
+	@test -f $(DEMO_RUN)/model.safetensors && echo "$(DEMO_RUN) is trained already; delete it to train again" \
+		|| $(BIN)/convlens train --model simple --dataset mnist --recipe seed --out $(DEMO_RUN)
+	$(BIN)/convlens report $(DEMO_RUN)
 
 # All tests, the slow full-data ones included (about 3 minutes on 2 cores).
-test: data
+test: data browser
 	$(BIN)/python -m pytest -q
 
 # The quick suite only, for the edit-test loop.
-test-fast: data
+test-fast: data browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: data
@@ -37,6 +47,7 @@ bench: data
 	$(BIN)/python bench/oip_speed.py
 	$(BIN)/python bench/compare_speed.py
 	$(BIN)/python bench/explain_speed.py
+	$(BIN)/python bench/web_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -105,6 +105,22 @@ def build_parser() -> Parser:
     cmp.add_argument("--oips", metavar="LAYER", help="also draw the OIPs of matched maps of this conv layer")
     cmp.add_argument("--out", help="output folder (default: compare-A-vs-B beside the first run)")
 
+    rep = sub.add_parser("report", help="one offline report.html with everything the run folder holds",
+                         description="Write RUN/report.html: config, model, curves, test metrics, confusion matrix, "
+                         "misclassified gallery, feature maps, kernels, and every inspection already run "
+                         "(OIPs, patterns, top inputs, probes, attributions, errors, comparisons). No server needed.")
+    rep.add_argument("run", help="run folder")
+    rep.add_argument("--out", help="write the page here instead of RUN/report.html")
+
+    serve = sub.add_parser("serve", help="a local web page: draw a digit and watch every map of every layer respond",
+                           description="Serve a live page for a run and the other runs in its folder: draw, pick a "
+                           "test image or upload a PNG/JPEG; see probabilities, all maps, attributions, OIPs and "
+                           "top inputs. Listens on 127.0.0.1 only, unless --host says otherwise.")
+    serve.add_argument("run", help="a run folder (its sibling runs can be switched to) or a folder of runs")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the page, which has no login)")
+
     bench = sub.add_parser("bench", help="measure speed: recipes against a plain PyTorch loop")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=Parser)
     bt = bench_sub.add_parser("train", help="train each recipe on several seeds and a plain DataLoader loop; "
@@ -307,6 +323,19 @@ def cmd_compare(args) -> None:
         console.print(f"wrote {path}")
 
 
+def cmd_report(args) -> None:
+    from .report_job import report_job
+
+    path = report_job(args.run, args.out, log=console.print)
+    console.print(f"wrote {path}  (open it in a browser; it works offline)")
+
+
+def cmd_serve(args) -> None:
+    from .web.app import serve
+
+    serve(Path(args.run), host=args.host, port=args.port, log=console.print)
+
+
 def cmd_bench(args) -> None:
     import torch
 
@@ -394,7 +423,7 @@ def _oip(args, common) -> list:
     return paths
 
 
-COMMANDS = {"bench": cmd_bench, "compare": cmd_compare, "data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
+COMMANDS = {"bench": cmd_bench, "serve": cmd_serve, "report": cmd_report, "compare": cmd_compare, "data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
             **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "oip", "explain", "errors",
                                            "filters-demo")}}
 

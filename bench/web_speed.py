@@ -1,0 +1,156 @@
+"""Live page speed (issue 7): stroke-to-maps latency in Chromium, server compute, and a 50-client load test.
+
+usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--json PATH]
+       (default RUN: trains `simple` for 2 epochs first)
+
+1. Server compute, in this process: LiveRun.analyse_drawing on 300 drawings (test digits scaled up to
+   the pad's 140x140), p50/p95; target p95 < 30 ms.
+2. Stroke to updated maps in headless Chromium against `convlens serve`: pointer events at 60 Hz
+   dispatched in the page, from the first stroke event not yet sent to the frame that shows the
+   new maps; target p95 < 100 ms. Also the server's own compute time as the page saw it, and the
+   same strokes driven by Playwright's mouse (the driver adds its own round trips between events).
+3. Load: N concurrent clients on loopback for S seconds, each looping over drawings, test images,
+   run info and map details; errors must be zero; p50/p95 per request and requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+
+import httpx
+import torch
+import torch.nn.functional as F
+
+from convlens import RunConfig, train
+from convlens.web.harness import DIGIT_STROKES, DRAW_IN_PAGE, chromium_page, draw_with_mouse, running_server, wait_until_idle
+from convlens.web.live import LiveRun
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def drawings(live: LiveRun, count: int) -> list[bytes]:
+    """Return test digits as the pad would send them: 140x140 raw grey bytes."""
+    images = live.dataset.test_images[:count].float()[:, None]  # (N, 1, 28, 28)
+    big = F.interpolate(images, size=(140, 140), mode="bilinear", align_corners=False)
+    return [bytes(b[0].round().clamp(0, 255).to(torch.uint8).flatten().tolist()) for b in big]
+
+
+def server_compute(run_dir: str) -> dict:
+    live = LiveRun(run_dir)
+    samples = []
+    for data in drawings(live, 300):
+        start = time.perf_counter()
+        live.analyse_drawing(data, 140, 140)
+        samples.append((time.perf_counter() - start) * 1000)
+    return {"requests": len(samples), "p50_ms": percentile(samples, 0.5), "p95_ms": percentile(samples, 0.95)}
+
+
+def browser_latency(url: str, repeats: int) -> dict:
+    rows = {}
+    with chromium_page() as page:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30000)
+        for driver in ("in-page 60 Hz", "playwright mouse"):
+            page.evaluate("() => { window.convlens.latencies = []; window.convlens.timings = []; }")
+            for _ in range(repeats):
+                for digit, strokes in DIGIT_STROKES.items():
+                    page.click("#clear")
+                    if driver == "playwright mouse":
+                        draw_with_mouse(page, strokes)
+                    else:
+                        page.evaluate(DRAW_IN_PAGE, [strokes, 6])
+                    wait_until_idle(page)
+            latencies = page.evaluate("window.convlens.latencies")
+            timings = page.evaluate("window.convlens.timings")
+            rows[driver] = {
+                "updates": len(latencies), "p50_ms": percentile(latencies, 0.5), "p95_ms": percentile(latencies, 0.95),
+                "max_ms": max(latencies),
+                "server_p50_ms": percentile([t["server"] for t in timings], 0.5),
+                "server_p95_ms": percentile([t["server"] for t in timings], 0.95),
+                "mean_parts_ms": {k: statistics.fmean(t[k] for t in timings) for k in ("queued", "encode", "request", "draw")},
+            }
+    return rows
+
+
+async def load_test(url: str, run: str, clients: int, seconds: float, bodies: list[bytes]) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + seconds
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        rng = random.Random(k)
+        while time.monotonic() < deadline:
+            roll = rng.random()
+            start = time.perf_counter()
+            if roll < 0.7:
+                request = http.post(f"/api/runs/{run}/drawing?width=140&height=140", content=rng.choice(bodies),
+                                    headers={"Content-Type": "application/octet-stream"})
+            elif roll < 0.9:
+                request = http.get(f"/api/runs/{run}/test", params={"pick": "random", "seed": rng.randrange(2**31)})
+            elif roll < 0.95:
+                request = http.get(f"/api/runs/{run}")
+            else:
+                request = http.get(f"/api/runs/{run}/maps/conv1/{rng.randrange(32)}")
+            try:
+                response = await request
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code} {response.text[:100]}")
+            except httpx.HTTPError as e:
+                errors.append(repr(e))
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        await http.get(f"/api/runs/{run}/maps/conv1/0")  # the top-input table is built once, not under load
+        started = time.monotonic()
+        await asyncio.gather(*(client(k, http) for k in range(clients)))
+        elapsed = time.monotonic() - started
+    return {"clients": clients, "seconds": elapsed, "requests": len(latencies), "errors": len(errors),
+            "first_errors": errors[:3], "requests_per_s": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 0.5), "p95_ms": percentile(latencies, 0.95)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", help="a run folder (default: train `simple` for 2 epochs)")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="times each digit is drawn in the browser")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    run_dir = args.run or tempfile.mkdtemp() + "/simple-mnist"
+    if not args.run:
+        train(RunConfig(), out=run_dir, progress=False)
+    run = run_dir.rstrip("/").split("/")[-1]
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "server_compute": server_compute(run_dir)}
+    bodies = drawings(LiveRun(run_dir), 64)
+    with running_server(run_dir) as url:
+        result["browser"] = browser_latency(url, args.repeats)
+        result["load"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies))
+    s, load = result["server_compute"], result["load"]
+    print(f"torch {result['torch']}, {result['threads']} threads")
+    print(f"server compute (in process, {s['requests']} drawings): p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms "
+          f"(target p95 < 30 ms: {'met' if s['p95_ms'] < 30 else 'NOT met'})")
+    for driver, b in result["browser"].items():
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in b["mean_parts_ms"].items())
+        print(f"stroke to maps, {driver} ({b['updates']} updates): p50 {b['p50_ms']:.1f} ms, p95 {b['p95_ms']:.1f} ms, "
+              f"max {b['max_ms']:.1f} ms; server p50 {b['server_p50_ms']:.1f} / p95 {b['server_p95_ms']:.1f} ms; "
+              f"mean parts: {parts} (target p95 < 100 ms: {'met' if b['p95_ms'] < 100 else 'NOT met'})")
+    print(f"load: {load['clients']} clients for {load['seconds']:.0f} s: {load['requests']} requests "
+          f"({load['requests_per_s']:.0f}/s), {load['errors']} errors, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

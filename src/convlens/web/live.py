@@ -1,0 +1,229 @@
+"""One run, held open for the live page: analyse an image, pick test images, look up a map's OIP and top inputs.
+
+Everything returned is plain JSON-able data; maps travel as uint8 bytes (base64), one block per
+layer, so a whole network's maps for one image are about 60 kB instead of a megabyte of floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import runs
+from ..data import load_dataset
+from ..errors import UserError
+from ..inspect.hooks import capture, map_layers
+from ..inspect.maps import top_activations
+from ..speed import images_to_device
+from ..training import predict
+from .preprocess import PREPROCESSORS, decode_image, preprocessor_for, to_uint8
+
+ATTRIBUTION_STEPS = 8  # integrated-gradients steps for the live overlay: maps correlate 0.9994 (median, 100 test digits) with 64 steps
+TOP_INPUTS = 8  # real test images shown per map
+
+
+def b64(array: np.ndarray | torch.Tensor) -> str:
+    """Return the raw bytes of an array as base64 text."""
+    data = array.numpy() if isinstance(array, torch.Tensor) else array
+    return base64.b64encode(np.ascontiguousarray(data).tobytes()).decode("ascii")
+
+
+def png_data_url(image_u8: torch.Tensor) -> str:
+    """Return a uint8 image (H, W) as a PNG data URL."""
+    buffer = io.BytesIO()
+    Image.fromarray(image_u8.numpy()).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class LiveRun:
+    """A trained run with its test set, ready to answer the page's requests.
+
+    Forward hooks are attached to the one shared model during a request, so requests on a run are
+    serialised by a lock; on 2 cores that is also the fastest order to run them in.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.run = runs.load_run(self.path)
+        self.model = self.run.model
+        self.layers = map_layers(self.model)
+        self.lock = threading.Lock()
+        self._top: dict[str, object] = {}
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        # The first analysis pays for Captum's import, PIL's PNG plugin and oneDNN's kernel choice
+        # (measured: 240-350 ms against 30 ms); pay it when the run opens, not on the first stroke.
+        canvas = Image.new("L", (140, 140))
+        canvas.paste(255, (65, 20, 75, 120))  # a thick vertical stroke
+        buffer = io.BytesIO()
+        canvas.save(buffer, format="PNG")
+        self.analyse_upload(buffer.getvalue())
+        self.analyse_drawing(canvas.tobytes(), 140, 140)
+
+    @cached_property
+    def dataset(self):
+        return load_dataset(self.run.config.data.dataset)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.dataset.class_names
+
+    @cached_property
+    def test_predictions(self) -> torch.Tensor:
+        """The model's class for every test image, computed as `convlens eval` does."""
+        with self.lock:
+            return predict(self.model, self.dataset.test_images).argmax(1)
+
+    @cached_property
+    def layer_shapes(self) -> dict[str, tuple[int, int, int]]:
+        with self.lock, torch.no_grad(), capture(self.model, self.layers) as out:
+            self.model(torch.zeros(1, 1, 28, 28))
+            return {name: tuple(out[name].shape[1:]) for name in self.layers}
+
+    def info(self) -> dict:
+        """Return what the page needs to lay itself out: classes, layers and their shapes, what exists."""
+        metrics = self.run.metrics or {}
+        return {
+            "name": self.name,
+            "dataset": self.run.config.data.dataset,
+            "model": self.run.config.model.model,
+            "test_accuracy": metrics.get("test_accuracy"),
+            "classes": list(self.class_names),
+            "test_size": len(self.dataset.test_labels),
+            "preprocess": preprocessor_for(self.run.config.data.dataset),
+            "layers": [{"name": n, "channels": c, "height": h, "width": w, "has_oips": self._oip_file(n).is_file()}
+                       for n, (c, h, w) in self.layer_shapes.items()],
+        }
+
+    def analyse_upload(self, data: bytes) -> dict:
+        """Decode a PNG/JPEG (a photo or a saved drawing), preprocess it like the data set, and analyse it."""
+        started = time.perf_counter()
+        return self._analyse_pixels(decode_image(data), started)
+
+    def analyse_drawing(self, data: bytes, width: int, height: int) -> dict:
+        """Analyse the pad's raw grey bytes (bright ink on black), preprocessed like the data set.
+
+        The pad sends raw bytes rather than a PNG: encoding one in the browser took 3-30 ms per stroke.
+        """
+        started = time.perf_counter()
+        if len(data) != width * height:
+            raise UserError(f"a {width}x{height} drawing is {width * height} bytes; the body has {len(data)}")
+        pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(height, width).float() / 255.0
+        return self._analyse_pixels(pixels, started)
+
+    def _analyse_pixels(self, pixels: torch.Tensor, started: float) -> dict:
+        prepared = PREPROCESSORS[preprocessor_for(self.run.config.data.dataset)](pixels)
+        return self.analyse(to_uint8(prepared), started=started)
+
+    def analyse(self, image_u8: torch.Tensor, started: float | None = None) -> dict:
+        """Return probabilities, every map of every layer and the attribution for the predicted class."""
+        from ..explain.methods import attribute  # Captum loads on the first analysis, not at import
+
+        started = started or time.perf_counter()
+        x = images_to_device(image_u8[None], torch.device("cpu"))  # (1, 1, 28, 28)
+        with self.lock:
+            with torch.no_grad(), capture(self.model, self.layers) as out:
+                logits = self.model(x)[0]
+                maps = {name: out[name][0] for name in self.layers}  # (C, H, W) each
+            predicted = int(logits.argmax())
+            overlay = attribute(self.model, x, torch.tensor([predicted]), "ig", steps=ATTRIBUTION_STEPS,
+                                completeness=False).maps[0]
+        probabilities = torch.softmax(logits, 0)
+        return {
+            "image": b64(image_u8),
+            "probabilities": [round(float(p), 5) for p in probabilities],
+            "predicted": predicted,
+            "layers": [_encode_maps(name, m) for name, m in maps.items()],
+            "attribution": _encode_signed(overlay),
+            "compute_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+    def pick_test_image(self, pick: str, label: int | None, generator: torch.Generator) -> int:
+        """Return a test-set index: at random, at random among a class, or among the misclassified."""
+        labels = self.dataset.test_labels
+        if pick == "random":
+            pool = torch.arange(len(labels))
+        elif pick == "class":
+            if label is None or not 0 <= label < len(self.class_names):
+                raise UserError(f"label must be a class between 0 and {len(self.class_names) - 1}")
+            pool = torch.nonzero(labels == label).flatten()
+        else:
+            pool = torch.nonzero(self.test_predictions != labels).flatten()
+        if len(pool) == 0:
+            raise UserError(f"no test image fits pick={pick}")
+        return int(pool[torch.randint(len(pool), (1,), generator=generator)])
+
+    def analyse_test_image(self, index: int) -> dict:
+        """Analyse one test image as it is stored (no preprocessing) and say its true class."""
+        if not 0 <= index < len(self.dataset.test_labels):
+            raise UserError(f"index must be between 0 and {len(self.dataset.test_labels) - 1}")
+        result = self.analyse(self.dataset.test_images[index])
+        return result | {"index": index, "label": int(self.dataset.test_labels[index])}
+
+    def map_detail(self, layer: str, map_index: int) -> dict:
+        """Return a map's OIP (when `convlens oip` stored one) and the test images that drive it hardest."""
+        if layer not in self.layers:
+            raise UserError(f"unknown layer '{layer}'; layers are {', '.join(self.layers)}")
+        channels = self.layer_shapes[layer][0]
+        if not 0 <= map_index < channels:
+            raise UserError(f"map must be between 0 and {channels - 1} for {layer}")
+        top = self._top_inputs(layer)
+        images, labels = self.dataset.test_images, self.dataset.test_labels
+        return {
+            "layer": layer,
+            "map": map_index,
+            "oip": self._oip(layer, map_index),
+            "top": [{"index": int(i), "label": self.class_names[int(labels[i])], "activation": round(float(v), 4),
+                     "image": png_data_url(images[i])}
+                    for i, v in zip(top.indices[map_index], top.values[map_index])],
+        }
+
+    def _top_inputs(self, layer: str):
+        # The whole test set is searched once per layer and kept: later hovers are instant.
+        if layer not in self._top:
+            x = images_to_device(self.dataset.test_images, torch.device("cpu"))
+            with self.lock:
+                self._top[layer] = top_activations(self.model, x, layer, k=TOP_INPUTS)
+        return self._top[layer]
+
+    def _oip_file(self, layer: str) -> Path:
+        return self.path / "oip" / f"oip_{layer}.safetensors"
+
+    def _oip(self, layer: str, map_index: int) -> dict | None:
+        path = self._oip_file(layer)
+        if not path.is_file():
+            return None
+        tensors, _ = runs.load_tensors(path)
+        where = torch.nonzero(tensors["index"] == map_index).flatten()
+        if len(where) == 0:
+            return None
+        row = int(where[0])
+        return {"image": png_data_url(to_uint8(tensors["images"][row, 0])),
+                "activation": round(float(tensors["activation"][row, 0]), 4)}
+
+
+def _encode_maps(name: str, maps: torch.Tensor) -> dict:
+    """Return a layer's maps (C, H, W) as uint8 scaled by the layer's peak, so maps compare within a layer."""
+    c, h, w = maps.shape
+    peak = float(maps.max())
+    scaled = maps.clamp(min=0) / peak * 255 if peak > 0 else torch.zeros_like(maps)
+    return {"name": name, "channels": c, "height": h, "width": w, "peak": round(peak, 5),
+            "map_peaks": [round(float(v), 4) for v in maps.amax((1, 2))],
+            "data": b64(scaled.round().to(torch.uint8).contiguous())}
+
+
+def _encode_signed(attribution: torch.Tensor) -> dict:
+    """Return a signed map (28, 28) as int8 in [-127, 127] scaled by its largest magnitude."""
+    peak = float(attribution.abs().max())
+    scaled = attribution / peak * 127 if peak > 0 else torch.zeros_like(attribution)
+    return {"peak": round(peak, 6), "data": b64(scaled.round().to(torch.int8).contiguous())}

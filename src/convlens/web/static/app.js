@@ -1,0 +1,362 @@
+// convlens live page: draw, pick or upload an image; watch every map of every layer respond.
+// Plain modern JS, no build step. The server does all the model work; this file draws.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  run: null, info: null, last: null, cmap: "gray", lut: null,
+  inflight: false, dirty: false, pendingSince: null,   // one request at a time; strokes coalesce
+  pinned: null, hovered: null, details: new Map(),
+};
+// Stroke-to-maps latencies in ms, and where they went, read by the latency bench and the browser tests.
+window.convlens = { latencies: [], timings: [], updates: 0 };
+window.convlensIdle = () => !state.inflight && !state.dirty;
+
+// ---------- server ----------
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+const runPath = (suffix) => `/api/runs/${encodeURIComponent(state.run)}${suffix}`;
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// ---------- colour maps ----------
+const ANCHORS = {
+  gray: [[0, 0, 0], [255, 255, 255]],
+  viridis: [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
+  jet: [[0, 0, 131], [0, 60, 255], [0, 255, 255], [255, 255, 0], [255, 60, 0], [128, 0, 0]],
+};
+function makeLut(name) {
+  const anchors = ANCHORS[name], lut = new Uint8ClampedArray(256 * 3);
+  for (let v = 0; v < 256; v++) {
+    const t = (v / 255) * (anchors.length - 1), i = Math.min(Math.floor(t), anchors.length - 2), f = t - i;
+    for (let c = 0; c < 3; c++) lut[v * 3 + c] = anchors[i][c] * (1 - f) + anchors[i + 1][c] * f;
+  }
+  return lut;
+}
+
+const decode = (b64) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+
+// ---------- drawing pad ----------
+function setupPad() {
+  const pad = $("pad"), ctx = pad.getContext("2d", { willReadFrequently: true });
+  let drawing = false;
+  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
+  clear();
+  const point = (e) => {
+    const r = pad.getBoundingClientRect();
+    return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
+  };
+  pad.addEventListener("pointerdown", (e) => {
+    drawing = true;
+    try { pad.setPointerCapture(e.pointerId); } catch { /* synthetic events have no pointer to capture */ }
+    const [x, y] = point(e);
+    ctx.strokeStyle = "#fff"; ctx.fillStyle = "#fff"; ctx.lineWidth = 10; ctx.lineCap = "round"; ctx.lineJoin = "round";
+    ctx.beginPath(); ctx.arc(x, y, ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
+    ctx.beginPath(); ctx.moveTo(x, y);
+    stroked();
+  });
+  pad.addEventListener("pointermove", (e) => {
+    if (!drawing) return;
+    const [x, y] = point(e);
+    ctx.lineTo(x, y); ctx.stroke(); ctx.beginPath(); ctx.moveTo(x, y);
+    stroked();
+  });
+  const end = () => { drawing = false; };
+  pad.addEventListener("pointerup", end);
+  pad.addEventListener("pointercancel", end);
+  $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; });
+  state.clearPad = clear;
+}
+
+function stroked() {
+  if (state.pendingSince === null) state.pendingSince = performance.now();
+  state.dirty = true;
+  $("source").textContent = "your drawing (fitted into 20x20, centred by mass, as MNIST was made)";
+  sendDrawing();
+}
+
+function sendDrawing() {
+  if (state.inflight || !state.dirty) return;
+  state.dirty = false;
+  const since = state.pendingSince;
+  state.pendingSince = null;
+  state.inflight = true;
+  const started = performance.now();
+  const pad = $("pad"), rgba = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
+  const grey = new Uint8Array(pad.width * pad.height);
+  for (let i = 0; i < grey.length; i++) grey[i] = rgba[i * 4];
+  (async () => {
+    try {
+      const sent = performance.now();
+      const result = await api(runPath(`/drawing?width=${pad.width}&height=${pad.height}`),
+                               { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: grey });
+      const received = performance.now();
+      await show(result);
+      const painted = performance.now();
+      window.convlens.latencies.push(painted - since);
+      window.convlens.timings.push({ queued: started - since, encode: sent - started, request: received - sent,
+                                     server: result.compute_ms, draw: painted - received });
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      state.inflight = false;
+      sendDrawing();
+    }
+  })();
+}
+
+// ---------- test images and uploads ----------
+async function pickTest(query, describe) {
+  try {
+    const result = await api(runPath(`/test?${query}`));
+    state.clearPad();
+    await show(result);
+    const names = state.info.classes;
+    $("source").textContent = `test image #${result.index}, true class ${names[result.label]}` +
+      (result.label === result.predicted ? "" : ` (misclassified as ${names[result.predicted]})`) + describe;
+    $("index").value = result.index;
+  } catch (err) {
+    showError(err.message);
+  }
+}
+const randomSeed = () => Math.floor(Math.random() * 2 ** 31);
+
+async function upload(file) {
+  try {
+    const result = await api(runPath("/analyse"), {
+      method: "POST", headers: { "Content-Type": file.type || "application/octet-stream" }, body: file,
+    });
+    state.clearPad();
+    await show(result);
+    $("source").textContent = `uploaded ${file.name}, preprocessed the way the data set was made`;
+  } catch (err) {
+    showError(`upload of ${file.name} failed: ${err.message}`);
+  }
+}
+
+// ---------- showing a result ----------
+async function show(result) {
+  showError("");
+  state.last = result;
+  drawInput(result);
+  drawProbabilities(result);
+  for (const layer of result.layers) drawLayer(layer);
+  window.convlens.updates++;
+  const focus = state.pinned || state.hovered;
+  if (focus) drawDetailMap(focus.layer, focus.map);
+  await new Promise((resolve) => requestAnimationFrame(() => resolve()));  // measured once painted
+}
+
+function drawInput(result) {
+  const pixels = decode(result.image), image = new ImageData(28, 28);
+  for (let i = 0; i < 784; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
+  $("input28").getContext("2d").putImageData(image, 0, 0);
+  const signed = new Int8Array(decode(result.attribution.data).buffer), overlay = new ImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const v = signed[i] / 127;
+    overlay.data.set(v >= 0 ? [255, 40, 40, 230 * v] : [40, 110, 255, -230 * v], i * 4);
+  }
+  $("overlay").getContext("2d").putImageData(overlay, 0, 0);
+}
+
+function drawProbabilities(result) {
+  const names = state.info.classes, box = $("probs");
+  box.replaceChildren();
+  result.probabilities.forEach((p, k) => {
+    const label = document.createElement("span"), bar = document.createElement("span"), value = document.createElement("span");
+    label.textContent = names[k];
+    bar.className = "bar";
+    const fill = document.createElement("i");
+    fill.style.width = `${(p * 100).toFixed(1)}%`;
+    bar.append(fill);
+    value.textContent = p.toFixed(3);
+    if (k === result.predicted) [label, value].forEach((el) => el.classList.add("top"));
+    box.append(label, bar, value);
+  });
+  const prediction = $("prediction");
+  prediction.textContent = `${names[result.predicted]}  (p = ${result.probabilities[result.predicted].toFixed(3)})`;
+  prediction.dataset.class = result.predicted;
+}
+
+const columnsFor = (channels) => (channels <= 32 ? 8 : 16);
+
+function buildLayers() {
+  const box = $("layers");
+  box.replaceChildren();
+  const title = document.createElement("h2");
+  title.textContent = "Every map of every layer (one colour range per layer)";
+  box.append(title);
+  for (const layer of state.info.layers) {
+    const div = document.createElement("div"), heading = document.createElement("h3"), canvas = document.createElement("canvas");
+    div.className = "layer";
+    heading.innerHTML = `${layer.name} <small>${layer.channels} maps of ${layer.height}x${layer.width}` +
+      `${layer.has_oips ? ", OIPs stored" : ""}</small>`;
+    const cols = columnsFor(layer.channels), rows = Math.ceil(layer.channels / cols);
+    canvas.width = cols * (layer.width + 1) - 1;
+    canvas.height = rows * (layer.height + 1) - 1;
+    const scale = Math.max(1, Math.floor(44 / layer.width));
+    canvas.style.width = `${canvas.width * scale}px`;
+    canvas.dataset.layer = layer.name;
+    canvas.dataset.updates = "0";
+    canvas.addEventListener("mousemove", (e) => hover(e, layer, canvas));
+    canvas.addEventListener("click", (e) => { const m = mapAt(e, layer, canvas); if (m !== null) pin(layer.name, m); });
+    div.append(heading, canvas);
+    box.append(div);
+  }
+}
+
+function drawLayer(layer) {
+  const canvas = document.querySelector(`canvas[data-layer="${layer.name}"]`);
+  if (!canvas) return;
+  const { channels, height: h, width: w } = layer, cols = columnsFor(channels), data = decode(layer.data);
+  const image = new ImageData(canvas.width, canvas.height), lut = state.lut;
+  image.data.fill(255);  // white gaps between maps
+  for (let c = 0; c < channels; c++) {
+    const x0 = (c % cols) * (w + 1), y0 = Math.floor(c / cols) * (h + 1);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const v = data[c * h * w + y * w + x], o = ((y0 + y) * canvas.width + x0 + x) * 4;
+        image.data[o] = lut[v * 3]; image.data[o + 1] = lut[v * 3 + 1]; image.data[o + 2] = lut[v * 3 + 2];
+      }
+    }
+  }
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  canvas.dataset.updates = String(Number(canvas.dataset.updates) + 1);
+}
+
+// ---------- map detail: OIP and top inputs ----------
+function mapAt(e, layer, canvas) {
+  const r = canvas.getBoundingClientRect();
+  const x = Math.floor(((e.clientX - r.left) * canvas.width) / r.width / (layer.width + 1));
+  const y = Math.floor(((e.clientY - r.top) * canvas.height) / r.height / (layer.height + 1));
+  const m = y * columnsFor(layer.channels) + x;
+  return x >= 0 && x < columnsFor(layer.channels) && m >= 0 && m < layer.channels ? m : null;
+}
+
+function hover(e, layer, canvas) {
+  if (state.pinned) return;
+  const m = mapAt(e, layer, canvas);
+  if (m === null || (state.hovered && state.hovered.layer === layer.name && state.hovered.map === m)) return;
+  state.hovered = { layer: layer.name, map: m };
+  showDetail(layer.name, m);
+}
+
+function pin(layer, m) {
+  const same = state.pinned && state.pinned.layer === layer && state.pinned.map === m;
+  state.pinned = same ? null : { layer, map: m };
+  showDetail(layer, m);
+}
+
+async function showDetail(layer, m) {
+  const key = `${state.run}/${layer}/${m}`, box = $("detail");
+  box.replaceChildren();
+  const title = document.createElement("h2");
+  title.textContent = `${layer} · map ${m}${state.pinned ? " (pinned, click again to release)" : ""}`;
+  const big = document.createElement("canvas");
+  big.className = "big"; big.id = "detail-map";
+  box.append(title, big);
+  drawDetailMap(layer, m);
+  const waiting = document.createElement("p");
+  waiting.className = "hint"; waiting.textContent = "finding the test images that drive this map…";
+  box.append(waiting);
+  try {
+    if (!state.details.has(key)) state.details.set(key, await api(runPath(`/maps/${encodeURIComponent(layer)}/${m}`)));
+    const detail = state.details.get(key), focus = state.pinned || state.hovered;
+    if (!focus || focus.layer !== layer || focus.map !== m) return;  // the user has moved on
+    waiting.remove();
+    const oip = document.createElement("div");
+    oip.className = "oip";
+    oip.innerHTML = "<h3>OIP <small>the input that drives it hardest, from noise</small></h3>";
+    if (detail.oip) {
+      const img = new Image();
+      img.src = detail.oip.image; img.alt = `OIP of ${layer} map ${m}`;
+      const note = document.createElement("p");
+      note.className = "hint"; note.textContent = `mean activation ${detail.oip.activation}`;
+      oip.append(img, note);
+    } else {
+      const note = document.createElement("p");
+      note.className = "hint";
+      note.innerHTML = `none stored for this run: <code>convlens oip RUN --layer ${layer}</code>`;
+      oip.append(note);
+    }
+    const tops = document.createElement("div");
+    tops.className = "tops";
+    for (const t of detail.top) {
+      const fig = document.createElement("figure"), img = new Image(), cap = document.createElement("figcaption");
+      img.src = t.image; img.alt = `test image ${t.index}`;
+      cap.textContent = `#${t.index} ${t.label}\n${t.activation.toFixed(2)}`;
+      fig.append(img, cap);
+      tops.append(fig);
+    }
+    const topTitle = document.createElement("h3");
+    topTitle.innerHTML = "Top test images <small>highest peak in this map</small>";
+    box.append(oip, topTitle, tops);
+  } catch (err) {
+    waiting.textContent = err.message;
+  }
+}
+
+function drawDetailMap(layer, m) {
+  const canvas = $("detail-map"), entry = state.last && state.last.layers.find((l) => l.name === layer);
+  if (!canvas || !entry) return;
+  const { height: h, width: w } = entry, data = decode(entry.data), image = new ImageData(w, h), lut = state.lut;
+  canvas.width = w; canvas.height = h;
+  for (let i = 0; i < h * w; i++) {
+    const v = data[m * h * w + i];
+    image.data.set([lut[v * 3], lut[v * 3 + 1], lut[v * 3 + 2], 255], i * 4);
+  }
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  canvas.title = `peak ${entry.map_peaks[m]} (layer peak ${entry.peak})`;
+}
+
+// ---------- runs ----------
+async function openRun(name) {
+  state.run = name;
+  state.pinned = state.hovered = null;
+  state.info = await api(runPath(""));
+  const i = state.info;
+  $("run-info").textContent = `${i.model} on ${i.dataset}` +
+    (i.test_accuracy === null ? "" : `, test accuracy ${(100 * i.test_accuracy).toFixed(2)}%`);
+  const select = $("class");
+  select.replaceChildren(...i.classes.map((c, k) => new Option(`${k}: ${c}`, k)));
+  $("index").max = i.test_size - 1;
+  buildLayers();
+  await pickTest("pick=index&index=0", "");
+}
+
+async function start() {
+  state.lut = makeLut(state.cmap);
+  setupPad();
+  $("cmap").addEventListener("change", (e) => {
+    state.cmap = e.target.value;
+    state.lut = makeLut(state.cmap);
+    if (state.last) show(state.last);
+  });
+  $("pick-class").addEventListener("click", () => pickTest(`pick=class&label=${$("class").value}&seed=${randomSeed()}`, ""));
+  $("pick-random").addEventListener("click", () => pickTest(`pick=random&seed=${randomSeed()}`, ""));
+  $("pick-wrong").addEventListener("click", () => pickTest(`pick=misclassified&seed=${randomSeed()}`, ""));
+  $("pick-index").addEventListener("click", () => pickTest(`pick=index&index=${Number($("index").value) || 0}`, ""));
+  $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); e.target.value = ""; });
+  $("show-overlay").addEventListener("change", (e) => { $("overlay").style.visibility = e.target.checked ? "visible" : "hidden"; });
+  $("run").addEventListener("change", (e) => openRun(e.target.value).catch((err) => showError(err.message)));
+  try {
+    const listing = await api("/api/runs");
+    $("run").replaceChildren(...listing.runs.map((r) => new Option(r, r)));
+    if (!listing.default) throw new Error("no trained runs in this folder; train one with convlens train");
+    $("run").value = listing.default;
+    await openRun(listing.default);
+    document.body.dataset.ready = "1";
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+start();

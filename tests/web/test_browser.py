@@ -1,0 +1,127 @@
+"""The live page and the report in a real browser: Debian's headless Chromium driven by Playwright.
+
+The page's Content-Security-Policy forbids eval, so every wait is written as a function.
+
+Screenshots are kept in the artifacts folder ($CONVLENS_ARTIFACTS, default ./artifacts).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from convlens import runs
+from convlens.config import RunConfig
+from convlens.data import load_dataset
+from convlens.models import build_model
+from convlens.report_job import report_job
+from convlens.training import predict
+from convlens.web.harness import (DIGIT_STROKES, chromium_available, chromium_page, draw_with_mouse, running_server,
+                                  wait_until_idle)
+
+pytestmark = pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def served(mnist_run, tmp_path_factory):
+    """A runs folder with the MNIST run and an untrained Fashion-MNIST run, served by `convlens serve`."""
+    folder = tmp_path_factory.mktemp("browser-runs")
+    shutil.copytree(mnist_run, folder / "fast-mnist")
+    config = RunConfig().replace(data={"dataset": "fashion-mnist"})
+    runs.write_json(folder / "fashion" / runs.CONFIG, config.to_dict())
+    runs.save_weights(folder / "fashion" / runs.WEIGHTS, build_model("simple"), config)
+    with running_server(folder / "fast-mnist") as url:
+        yield url, folder
+
+
+@pytest.fixture
+def page(served):
+    url, _ = served
+    with chromium_page() as page:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30000)
+        yield page
+        assert page.errors == []
+
+
+def predicted(page) -> int:
+    return int(page.get_attribute("#prediction", "data-class"))
+
+
+@pytest.mark.parametrize("digit", [1, 7])
+def test_a_drawn_digit_is_recognised(page, digit, artifacts):
+    page.click("#clear")
+    draw_with_mouse(page, DIGIT_STROKES[digit])
+    wait_until_idle(page)
+    assert predicted(page) == digit
+    assert page.evaluate("window.convlens.latencies.length") >= 1
+    page.screenshot(path=str(artifacts / f"live_drawn_{digit}.png"), full_page=True)
+
+
+def test_every_layer_renders_its_maps(page, served):
+    url, folder = served
+    layers = page.evaluate("""() => [...document.querySelectorAll('canvas[data-layer]')].map(c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let lit = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 0 && d[i] < 255) lit++;
+        return {name: c.dataset.layer, updates: Number(c.dataset.updates), lit};
+    })""")
+    info = page.evaluate("fetch('/api/runs/fast-mnist').then(r => r.json())")
+    assert [l["name"] for l in layers] == [l["name"] for l in info["layers"]]
+    for layer in layers:
+        assert layer["updates"] >= 1 and layer["lit"] > 0, layer
+
+
+def test_a_picked_test_image_is_predicted_as_by_eval(page, mnist_run):
+    model = runs.load_run(mnist_run).model
+    ds = load_dataset("mnist")
+    expected = predict(model, ds.test_images).argmax(1)
+    wrong = (expected != ds.test_labels).nonzero().flatten().tolist()
+    for index in (0, 1234, wrong[0]):
+        page.fill("#index", str(index))
+        page.click("#pick-index")
+        page.wait_for_function(f"() => document.getElementById('source').textContent.includes('#{index},')")
+        assert predicted(page) == int(expected[index])
+    assert "misclassified as" in page.text_content("#source")
+
+
+def test_uploading_a_non_image_shows_the_error(page, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    page.set_input_files("#upload", str(notes))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "notes.txt" in page.text_content("#error") and "image/png" in page.text_content("#error")
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG but not really")
+    page.set_input_files("#upload", str(fake))
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('fake.png')")
+    assert "not a readable PNG or JPEG" in page.text_content("#error")
+
+
+def test_hovering_a_map_shows_its_top_inputs(page, artifacts):
+    page.hover("canvas[data-layer='conv2']", position={"x": 20, "y": 20})
+    page.wait_for_selector("#detail .tops figure")
+    assert page.locator("#detail .tops figure").count() == 8
+    assert "conv2 · map 0" in page.text_content("#detail h2")
+    page.screenshot(path=str(artifacts / "live_page.png"), full_page=True)
+
+
+def test_switching_to_a_fashion_run_shows_its_class_names(page):
+    page.select_option("#run", "fashion")
+    page.wait_for_function("() => document.getElementById('class').options[9]?.textContent.includes('Ankle boot')")
+    assert "fashion-mnist" in page.text_content("#run-info")
+
+
+def test_the_report_renders_in_chromium(mnist_run, artifacts, tmp_path):
+    run = tmp_path / "fast-mnist"
+    shutil.copytree(mnist_run, run)
+    path = report_job(run, log=lambda *a: None)
+    with chromium_page(1400, 900) as page:
+        page.goto(path.as_uri())
+        images = page.evaluate("[...document.images].map(i => i.naturalWidth)")
+        sections = page.evaluate("[...document.querySelectorAll('section h2')].map(h => h.textContent)")
+        page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        assert page.errors == []
+    assert images and all(w > 0 for w in images)
+    assert {"Training", "Test set", "Feature maps", "First-layer kernels", "Model", "Configuration"} <= set(sections)
