@@ -1,0 +1,77 @@
+"""convlens report: the sections a run folder earns, self-containment, escaping, and the command's errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from convlens.compare_jobs import compare_job
+from convlens.inspect_jobs import probe_job
+from convlens.oip import Ascent
+from convlens.oip_jobs import oip_job
+from convlens.report_job import report_job
+
+QUIET = {"log": lambda *a: None}
+
+
+def sections(page: str) -> list[str]:
+    return re.findall(r"<section id=\"[^\"]+\"><h2>([^<]+)</h2>", page)
+
+
+@pytest.fixture
+def run(trained_run, tmp_path):
+    folder = tmp_path / "runs" / "r1"
+    shutil.copytree(trained_run, folder)
+    return folder
+
+
+def test_a_bare_run_is_evaluated_and_gets_the_standard_sections(run):
+    (run / "metrics.json").unlink(missing_ok=True)
+    shutil.rmtree(run / "plots", ignore_errors=True)
+    page = report_job(run, **QUIET).read_text()
+    assert (run / "metrics.json").is_file() and (run / "plots" / "confusion.png").is_file()
+    assert sections(page) == ["Training", "Test set", "Feature maps", "First-layer kernels", "Model", "Configuration"]
+    # Self-contained: every image inlined, nothing fetched, no scripts.
+    assert page.count("src=\"data:image/png;base64,") == page.count("<img")
+    assert not re.search(r"(src|href)=\"(https?:|//|file:)", page) and "<script" not in page
+
+
+def test_inspections_and_comparisons_add_their_sections(run, tmp_path):
+    before = report_job(run, **QUIET).read_text().count("<img")
+    oip_job(run, layers=["conv1"], maps="0-3", ascent=Ascent(steps=4), **QUIET)
+    probe_job(run, layers=["conv1", "flatten"], train_size=256)
+    twin = run.parent / "r2"
+    shutil.copytree(run, twin)
+    compare_job([str(run), str(twin)], images=64, **QUIET)
+    page = report_job(run, **QUIET).read_text()
+    names = sections(page)
+    assert {"OIPs", "What each layer knows", "Comparison: compare-r1-vs-r2"} <= set(names)
+    assert names.index("What each layer knows") < names.index("OIPs")  # the articles' order
+    assert page.count("<img") >= before + 3
+    assert ">r1 vs r2<" in page and ">1.00 / 100% / yes<" in page  # a run against its copy matches itself
+
+
+def test_names_are_escaped(trained_run, tmp_path):
+    folder = tmp_path / "<b>bold</b>"
+    shutil.copytree(trained_run, folder)
+    page = report_job(folder, **QUIET).read_text()
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "no/such/run"], "run folder no/such/run does not exist"),
+    (["serve", "no/such/run"], "neither a run folder nor a folder of runs"),
+])
+def test_bad_folders_are_one_clear_error(args, message):
+    done = subprocess.run([sys.executable, "-m", "convlens", *args], capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_refuses_a_bad_port(run):
+    done = subprocess.run([sys.executable, "-m", "convlens", "serve", str(run), "--port", "70000"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--port 70000 must be between 1 and 65535" in done.stderr
