@@ -26,7 +26,7 @@ from ..speed import images_to_device
 from ..training import predict
 from .preprocess import PREPROCESSORS, decode_image, preprocessor_for, to_uint8
 
-ATTRIBUTION_STEPS = 8  # integrated-gradients steps for the live overlay: maps correlate 0.9994 (median, 100 test digits) with 64 steps
+ATTRIBUTION_STEPS = 4  # integrated-gradients steps for the live overlay: maps correlate 0.998 (median, 100 test digits) with 64 steps; 8 steps cost 2.4 ms more
 TOP_INPUTS = 8  # real test images shown per map
 
 
