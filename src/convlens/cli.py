@@ -89,6 +89,9 @@ def build_parser() -> Parser:
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch")
     train.add_argument("--seeds", help="train one run per seed, e.g. 0,1,2, into OUT-s0, OUT-s1, ... "
                        "(in parallel processes when there are enough cores)")
+    train.add_argument("--nproc", type=int, default=1,
+                       help="train one run in N processes with DDP (torchrun, gloo on CPU, NCCL on CUDA); "
+                            "--batch-size stays the global batch (default 1)")
     add_config_flags(train)
 
     ev = sub.add_parser("eval", help="evaluate a run on a test set: metrics.json, confusion matrix, misclassified gallery")
@@ -247,6 +250,14 @@ def cmd_train(args) -> None:
     from .runs import read_config
     from .workflows import train_run, train_seeds
 
+    if args.nproc != 1:
+        from .distributed import launch
+
+        if args.seeds:
+            raise UserError("--nproc trains one run in several processes; give --seeds or --nproc, not both")
+        out = args.out or args.resume or str(_default_out(config_from_args(args)[0]))
+        rest = _without_flag(args.argv, "--nproc") + ([] if args.out or args.resume else ["--out", out])
+        raise SystemExit(launch(args.nproc, rest))
     if args.seeds is not None:
         if args.resume:
             raise UserError("--seeds starts new runs; resume each run on its own")
@@ -277,7 +288,21 @@ def cmd_train(args) -> None:
     except KeyboardInterrupt:
         console.print(f"\ninterrupted; the last finished epoch is saved. Continue with: convlens train --resume {out}")
         raise SystemExit(130) from None
-    _print_metrics(metrics, out)
+    if metrics:  # under torchrun only rank 0 evaluates
+        _print_metrics(metrics, out)
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """Return argv without `flag VALUE` or `flag=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
 
 
 def _default_out(config: RunConfig) -> Path:
@@ -423,13 +448,16 @@ def _oip(args, common) -> list:
     return paths
 
 
-COMMANDS = {"bench": cmd_bench, "serve": cmd_serve, "report": cmd_report, "compare": cmd_compare, "data": cmd_data, "summary": cmd_summary, "train": cmd_train, "eval": cmd_eval,
+COMMANDS = {"bench": cmd_bench, "compare": cmd_compare, "data": cmd_data, "eval": cmd_eval, "report": cmd_report,
+            "serve": cmd_serve, "summary": cmd_summary, "train": cmd_train,
             **{name: cmd_inspect for name in ("maps", "kernels", "patterns", "top", "probe", "oip", "explain", "errors",
                                            "filters-demo")}}
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # --nproc hands the same command line to torchrun
     try:
         COMMANDS[args.command](args)
     except UserError as e:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runs
+from . import distributed, runs
 from .augment import augment, cutout
 from .config import RunConfig
 from .data import Dataset, load_dataset
@@ -63,7 +63,11 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     run_dir = Path(out) if out is not None else None
     if run_dir is not None and not resume and ((run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.WEIGHTS).exists()):
         raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
+    world = distributed.current_world()
+    batch_size = distributed.rank_batch(c.batch_size, world)  # this process's share of the global batch
     device = resolve_device(c.device)
+    if world.distributed:
+        device = distributed.start(world, device)
     precision = resolve_precision(c.precision, device)
     fmt = memory_format(c.channels_last)
     dataset = load_dataset(config.data.dataset)
@@ -76,22 +80,22 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     history: list[dict] = []
     start_epoch = 0
     if run_dir is not None:
-        start_epoch, history = _prepare_run_dir(run_dir, config, model, optimizer, resume)
-    forward = maybe_compile(model, c.compile)
-    steps_per_epoch = -(-len(y) // c.batch_size)
+        start_epoch, history = _prepare_run_dir(run_dir, config, model, optimizer, resume, world.is_main)
+    forward = distributed.wrap(maybe_compile(model, c.compile), device, world)
+    steps_per_epoch = -(-len(y) // c.batch_size)  # of the global batch, as in one process
 
-    bar = EpochProgress(c.epochs, steps_per_epoch, start_epoch, enabled=progress)
+    bar = EpochProgress(c.epochs, steps_per_epoch, start_epoch, enabled=progress and world.is_main)
     with bar:
         for epoch in range(start_epoch, c.epochs):
             started = time.perf_counter()
             gen = seed_epoch(c.seed, epoch)
-            order = torch.randperm(len(y), generator=gen).to(device)
+            order = distributed.shard(torch.randperm(len(y), generator=gen), world).to(device)
             model.train()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             for step in range(steps_per_epoch):
                 lr = lr_at(epoch + step / steps_per_epoch, c)
-                idx = order[step * c.batch_size : (step + 1) * c.batch_size]
+                idx = order[step * batch_size : (step + 1) * batch_size]
                 xb = cutout(augment(x[idx], c.augment, gen), c.cutout, gen)
                 xb, yb = xb.contiguous(memory_format=fmt), y[idx]
                 with autocast(precision, device):
@@ -111,11 +115,12 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                 optimizer.step()
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
-                bar.step(epoch, loss, correct, min((step + 1) * c.batch_size, len(y)), lr)
+                bar.step(epoch, loss, correct, min((step + 1) * batch_size, len(order)), lr)
+            loss_sum, correct = distributed.all_sum(loss_sum, world), distributed.all_sum(correct, world)
             entry = {
                 "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / len(y),
-                "train_accuracy": correct.item() / len(y),
+                "train_loss": loss_sum.item() / (len(order) * world.size),  # len(y), plus DDP's wrap-around padding
+                "train_accuracy": correct.item() / (len(order) * world.size),
                 "lr": lr_at(epoch + 1, c),
                 "seconds": time.perf_counter() - started,
             }
@@ -126,15 +131,22 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                 entry |= {"val_loss": None, "val_accuracy": None}
             history.append(entry)
             bar.end_epoch(entry)
-            if run_dir is not None:
+            if run_dir is not None and world.is_main:
                 _write_epoch(run_dir, model, optimizer, epoch + 1, config, history)
 
+    if world.distributed:
+        if not distributed.replicas_identical(model, world):
+            raise RuntimeError("the ranks' weights differ after training; DDP kept them in step until now")
+        distributed.stop()
     model.eval()
     return TrainResult(model, history, run_dir, dataset)
 
 
-def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume: bool) -> tuple[int, list[dict]]:
-    """Create a new run folder, or restore a resumed one; return (finished epochs, history)."""
+def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume: bool,
+                     writer: bool = True) -> tuple[int, list[dict]]:
+    """Create a new run folder (the writing rank only), or restore a resumed one; return (finished epochs, history)."""
+    if not resume and not writer:
+        return 0, []
     if not resume:
         try:
             runs.write_json(run_dir / runs.CONFIG, config.to_dict())

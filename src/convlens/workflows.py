@@ -10,14 +10,20 @@ from pathlib import Path
 from . import runs
 from .config import RunConfig
 from .data import Dataset, load_dataset
+from .distributed import current_world
 from .errors import UserError
 from .report import figures
 from .training import TrainResult, evaluate, most_confused, train
 
 
 def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train into a run folder, draw its curves, evaluate it on the test set; return the metrics."""
+    """Train into a run folder, draw its curves, evaluate it on the test set; return the metrics.
+
+    Under torchrun every rank trains; only rank 0 draws and evaluates, the others return {}.
+    """
     result: TrainResult = train(config, out=out, resume=resume, progress=progress)
+    if not current_world().is_main:
+        return {}
     figures.save(figures.curves(result.history), Path(out) / "plots" / "curves.png")
     return evaluate_run(out, dataset=result.dataset, model=result.model)
 
