@@ -14,9 +14,12 @@ a full disk or Ctrl-C never leaves a half-written file where a good one was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,18 +37,55 @@ CONFIG, HISTORY, METRICS = "config.json", "history.json", "metrics.json"
 WEIGHTS, CHECKPOINT = "model.safetensors", "checkpoint.safetensors"
 
 
+class WriteError(UserError):
+    """A file could not be written (disk full, permission denied); the previous version is intact."""
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename tmp_path over path; on any failure path is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Call write(tmp_path), then rename tmp_path over path; on any failure path is left as it was.
+
+    An OSError (full disk, no permission) becomes a WriteError naming the file and the reason.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); run files are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}; the previous version, if any, is intact") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed process left in a folder (never a finished file); return them."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block is done, then raise KeyboardInterrupt: a checkpoint is never cut short.
+
+    Outside the main thread signals cannot be caught, and the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def write_json(path: Path, data) -> None:

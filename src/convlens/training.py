@@ -150,9 +150,13 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume:
     if not resume:
         try:
             runs.write_json(run_dir / runs.CONFIG, config.to_dict())
-        except OSError as e:
-            raise UserError(f"cannot write to {run_dir}: {e.strerror}; choose another --out") from None
+        except runs.WriteError as e:
+            raise UserError(f"{e}; choose another --out") from None
         return 0, []
+    if writer:
+        runs.remove_stale_temporaries(run_dir)  # a kill -9 during a write leaves its temporary file behind
+    if not (run_dir / runs.CHECKPOINT).exists():
+        return 0, []  # stopped before the first epoch ended: start again from the stored config
     epoch = runs.load_checkpoint(run_dir, model, optimizer)
     history = runs.read_json(run_dir / runs.HISTORY)[:epoch] if (run_dir / runs.HISTORY).exists() else []
     return epoch, history
@@ -160,16 +164,14 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume:
 
 def _write_epoch(run_dir: Path, model, optimizer, epoch: int, config: RunConfig, history: list[dict]) -> None:
     # The checkpoint is the source of truth for --resume; history past its epoch is ignored on resume,
-    # so the order of these writes cannot leave the folder inconsistent.
+    # so the order of these writes cannot leave the folder inconsistent. Ctrl-C waits for all three.
     try:
-        runs.save_checkpoint(run_dir, model, optimizer, epoch, config)
-        runs.save_weights(run_dir / runs.WEIGHTS, model, config)
-        runs.write_json(run_dir / runs.HISTORY, history)
-    except OSError as e:
-        raise UserError(
-            f"cannot write the checkpoint to {run_dir}: {e.strerror}; the previous checkpoint is intact. "
-            f"Free space, then `convlens train --resume {run_dir}`"
-        ) from None
+        with runs.interrupts_deferred():
+            runs.save_checkpoint(run_dir, model, optimizer, epoch, config)
+            runs.save_weights(run_dir / runs.WEIGHTS, model, config)
+            runs.write_json(run_dir / runs.HISTORY, history)
+    except runs.WriteError as e:
+        raise UserError(f"{e}. Free space or fix permissions, then `convlens train --resume {run_dir}`") from None
 
 
 def _diverged_message(epoch: int, step: int, run_dir: Path | None, history: list[dict]) -> str:
