@@ -90,9 +90,50 @@ def _mods(text: str, token: str) -> dict:
     return mods
 
 
+# Limits checked on the spec's arithmetic before anything is allocated: a typo such as dense1000000
+# after a flatten would otherwise ask for tens of GB at once.
+MAX_SPEC_CHARS, MAX_LAYERS = 1000, 64
+MAX_WIDTH = 16384  # filters or units of one layer
+MAX_PARAMS = 50_000_000  # 200 MB of fp32 weights, 4x again with gradients and optimizer state
+MAX_ACTIVATIONS = 4_000_000  # values per image in one layer's output: 2 GB for a batch of 128
+
+
+def check_spec(spec: str, num_classes: int = 10, in_channels: int = 1, size: int = 28) -> int:
+    """Return the parameter count of a spec, or raise UserError if it is absurd, before anything is built."""
+    if len(spec) > MAX_SPEC_CHARS or spec.count("-") >= MAX_LAYERS:
+        raise UserError(f"the spec is too long: at most {MAX_LAYERS} layers and {MAX_SPEC_CHARS} characters")
+    channels, height, features, params = in_channels, size, None, 0
+    for token in spec.split("-"):
+        numbers = [int(n) for n in re.findall(r"\d+", token.split(".")[0])]
+        if any(n > MAX_WIDTH for n in numbers) or (0 in numbers and not token.startswith("dropout")):
+            raise UserError(f"layer '{token}' has a size of 0 or above {MAX_WIDTH:,}; widths and kernels must be 1-{MAX_WIDTH:,}")
+        if (m := _CONV.fullmatch(token)) and features is None:
+            k, stride = int(m["kernel"]), int((re.search(r"s(\d+)", m["mods"]) or [0, 1])[1])
+            height = height if "same" in m["mods"] else (height - k) // max(stride, 1) + 1
+            params += (channels * k * k + 1) * int(m["filters"])
+            channels = int(m["filters"])
+        elif (m := _POOL.fullmatch(token)) and features is None:
+            height //= int(m["size"])
+        elif token == "flatten" and features is None:
+            features = channels * height * height
+        elif (m := _DENSE.fullmatch(token)) and features is not None:
+            params += (features + 1) * int(m["units"])
+            features = int(m["units"])
+        if height < 1:
+            raise UserError(f"layer '{token}' reduces the {size}x{size} input to nothing; use fewer or smaller "
+                            "convolutions and pools, or same padding")
+        if (features if features is not None else channels * height * height) > MAX_ACTIVATIONS:
+            raise UserError(f"layer '{token}' would output more than {MAX_ACTIVATIONS:,} values per image")
+        if params > MAX_PARAMS:
+            raise UserError(f"the spec needs more than {MAX_PARAMS:,} parameters by layer '{token}'; "
+                            "a network for 28x28 images needs far fewer")
+    return params
+
+
 def build_model(model: str = "simple", num_classes: int = 10, in_channels: int = 1) -> SpecNet:
     """Return a freshly initialised network for a preset name or a layer spec."""
     spec = resolve_spec(model)
+    check_spec(spec, num_classes, in_channels)
     tokens = spec.split("-")
     if not tokens[-1].startswith("dense"):
         raise UserError(f"spec '{spec}' must end with a dense layer (the logits); syntax: {SPEC_HELP}")
