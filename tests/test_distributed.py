@@ -86,7 +86,7 @@ def test_nproc_runs_through_torchrun_and_only_rank_0_writes(ddp_data, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--nproc", "2", "--batch-size", "63"], "--batch-size 63 must be a multiple of the 2 processes"),
     (["--nproc", "0"], "--nproc 0 must be between 2 and 256"),
-    (["--nproc", "2", "--seeds", "0,1"], "give --seeds or --nproc, not both"),
+    (["--nproc", "2", "--seeds", "0,1"], "give --seeds/--grid or --nproc, not both"),
 ])
 def test_bad_nproc_requests_are_one_clear_error(args, message, small_mnist, tmp_path):
     done = subprocess.run([sys.executable, "-m", "convlens", "train", "--dataset", small_mnist, "--epochs", "1",

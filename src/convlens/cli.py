@@ -89,6 +89,11 @@ def build_parser() -> Parser:
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch")
     train.add_argument("--seeds", help="train one run per seed, e.g. 0,1,2, into OUT-s0, OUT-s1, ... "
                        "(in parallel processes when there are enough cores)")
+    train.add_argument("--grid", action="append", metavar="SETTING=V1,V2",
+                       help="one run per value, e.g. --grid lr=0.05,0.1 --grid batch-size=64,128 (repeatable; "
+                            "combines with --seeds); the results come as one table")
+    train.add_argument("--jobs", type=int, help="runs of a sweep trained at once, in separate processes "
+                       "(default: one per two cores)")
     train.add_argument("--nproc", type=int, default=1,
                        help="train one run in N processes with DDP (torchrun, gloo on CPU, NCCL on CUDA); "
                             "--batch-size stays the global batch (default 1)")
@@ -248,31 +253,18 @@ def cmd_summary(args) -> None:
 
 def cmd_train(args) -> None:
     from .runs import read_config
-    from .workflows import train_run, train_seeds
+    from .workflows import train_run
 
     if args.nproc != 1:
         from .distributed import launch
 
-        if args.seeds:
-            raise UserError("--nproc trains one run in several processes; give --seeds or --nproc, not both")
+        if args.seeds or args.grid:
+            raise UserError("--nproc trains one run in several processes; give --seeds/--grid or --nproc, not both")
         out = args.out or args.resume or str(_default_out(config_from_args(args)[0]))
         rest = _without_flag(args.argv, "--nproc") + ([] if args.out or args.resume else ["--out", out])
         raise SystemExit(launch(args.nproc, rest))
-    if args.seeds is not None:
-        if args.resume:
-            raise UserError("--seeds starts new runs; resume each run on its own")
-        if not re.fullmatch(r"\d+(,\d+)*", args.seeds) or len(set(args.seeds.split(","))) != len(args.seeds.split(",")):
-            raise UserError(f"--seeds '{args.seeds}' must be distinct comma-separated integers, e.g. 0,1,2")
-        config, _ = config_from_args(args)
-        base = Path(args.out) if args.out else _default_out(config)
-        results = train_seeds(config, base, [int(s) for s in args.seeds.split(",")], log=console.print)
-        table = Table(title=f"{config.model.model} on {config.data.dataset}, one run per seed")
-        for col in ("seed", "run folder", "test accuracy", "test loss"):
-            table.add_column(col, justify="left" if col == "run folder" else "right")
-        for seed, out, metrics in results:
-            table.add_row(str(seed), str(out), f"{metrics['test_accuracy']:.4f}", f"{metrics['test_loss']:.4f}")
-        console.print(table)
-        console.print(f"compare them with: convlens compare {' '.join(str(o) for _, o, _ in results)}")
+    if args.seeds is not None or args.grid:
+        _sweep(args)
         return
     if args.resume:
         config, given = read_config(Path(args.resume)), config_from_args(args)[1]
@@ -290,6 +282,31 @@ def cmd_train(args) -> None:
         raise SystemExit(130) from None
     if metrics:  # under torchrun only rank 0 evaluates
         _print_metrics(metrics, out)
+
+
+def _sweep(args) -> None:
+    from .sweep import default_jobs, parse_grid, points, run_points
+
+    if args.resume:
+        raise UserError("--seeds and --grid start new runs; resume each run on its own")
+    seeds = None
+    if args.seeds is not None:
+        if not re.fullmatch(r"\d+(,\d+)*", args.seeds) or len(set(args.seeds.split(","))) != len(args.seeds.split(",")):
+            raise UserError(f"--seeds '{args.seeds}' must be distinct comma-separated integers, e.g. 0,1,2")
+        seeds = [int(s) for s in args.seeds.split(",")]
+    config, _ = config_from_args(args)
+    sweep = points(config, Path(args.out) if args.out else _default_out(config), seeds, parse_grid(args.grid or []))
+    results = run_points(sweep, args.jobs or default_jobs(config, len(sweep)), log=console.print)
+    names = list(sweep[0].settings)
+    table = Table(title=f"{config.model.model} on {config.data.dataset}: {len(sweep)} runs")
+    for col in names + ["run folder", "test accuracy", "test loss"]:
+        table.add_column(col, justify="left" if col == "run folder" else "right")
+    for point, metrics in results:
+        table.add_row(*[str(point.settings[n]) for n in names], str(point.out), f"{metrics['test_accuracy']:.4f}",
+                      f"{metrics['test_loss']:.4f}")
+    console.print(table)
+    if seeds is not None and len(seeds) > 1 and not args.grid:
+        console.print(f"compare them with: convlens compare {' '.join(str(p.out) for p in sweep)}")
 
 
 def _without_flag(argv: list[str], flag: str) -> list[str]:

@@ -54,35 +54,3 @@ def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, mode
         plots / "misclassified.png",
     )
     return metrics
-
-
-def _train_seed(config_dict: dict, out: str, threads: int) -> dict:
-    """Worker of train_seeds: one seed in its own process with its share of the cores."""
-    import torch
-
-    torch.set_num_threads(threads)
-    return train_run(RunConfig.from_dict(config_dict), out, progress=False)
-
-
-def train_seeds(config: RunConfig, base: Path, seeds: list[int], log=print) -> list[tuple[int, Path, dict]]:
-    """Train one run per seed into BASE-sSEED; return (seed, folder, metrics) per seed.
-
-    The seeds run in parallel processes when every process can keep at least two cores (oneDNN
-    convolutions scale to two threads nearly linearly), sequentially otherwise and on CUDA.
-    """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    outs = [Path(f"{base}-s{s}") for s in seeds]
-    if taken := [str(o) for o in outs if o.exists()]:
-        raise UserError(f"{', '.join(taken)} already exist; choose another --out")
-    configs = [config.replace(train={"seed": s}).to_dict() for s in seeds]
-    cores = os.cpu_count() or 1
-    parallel = config.train.device != "cuda" and cores >= 2 * len(seeds) and len(seeds) > 1
-    log(f"training seeds {', '.join(map(str, seeds))} " + (f"in {len(seeds)} parallel processes" if parallel else "one after another"))
-    if not parallel:
-        return [(s, o, train_run(RunConfig.from_dict(c), o)) for s, c, o in zip(seeds, configs, outs)]
-    with ProcessPoolExecutor(len(seeds), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_seed, c, str(o), cores // len(seeds)) for c, o in zip(configs, outs)]
-        return [(s, o, f.result()) for s, o, f in zip(seeds, outs, futures)]
