@@ -78,6 +78,7 @@ def build_parser() -> Parser:
     summary = sub.add_parser("summary", help="layers, output shapes, parameters and receptive fields of a model")
     summary.add_argument("--model", default="simple", help=f"a preset ({', '.join(_presets())}) or a layer spec")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary.add_argument("--plot", metavar="PNG", help="also draw parameters and receptive fields per layer here")
 
     train = sub.add_parser("train", help="train a model into a run folder",
                            description="Train a model. A recipe sets the training defaults; flags override it.")
@@ -249,6 +250,10 @@ def cmd_summary(args) -> None:
                       f"{r.receptive_field}x{r.receptive_field}", str(r.jump) if r.jump else "-")
     table.add_row("total", "", "", f"{total:,}", "", "", style="bold")
     console.print(table)
+    if args.plot:
+        from .report import figures
+
+        console.print(f"wrote {figures.save(figures.architecture(rows, resolve_spec(args.model)), Path(args.plot))}")
 
 
 def cmd_train(args) -> None:
@@ -295,7 +300,8 @@ def _sweep(args) -> None:
             raise UserError(f"--seeds '{args.seeds}' must be distinct comma-separated integers, e.g. 0,1,2")
         seeds = [int(s) for s in args.seeds.split(",")]
     config, _ = config_from_args(args)
-    sweep = points(config, Path(args.out) if args.out else _default_out(config), seeds, parse_grid(args.grid or []))
+    base = Path(args.out) if args.out else _default_out(config)
+    sweep = points(config, base, seeds, parse_grid(args.grid or []))
     results = run_points(sweep, args.jobs or default_jobs(config, len(sweep)), log=console.print)
     names = list(sweep[0].settings)
     table = Table(title=f"{config.model.model} on {config.data.dataset}: {len(sweep)} runs")
@@ -305,6 +311,13 @@ def _sweep(args) -> None:
         table.add_row(*[str(point.settings[n]) for n in names], str(point.out), f"{metrics['test_accuracy']:.4f}",
                       f"{metrics['test_loss']:.4f}")
     console.print(table)
+    from .report import figures
+    from .runs import write_json
+
+    rows = [point.settings | {"run": str(point.out), "test_accuracy": metrics["test_accuracy"],
+                              "test_loss": metrics["test_loss"]} for point, metrics in results]
+    write_json(Path(f"{base}-sweep.json"), rows)
+    console.print(f"wrote {Path(f'{base}-sweep.json')} and {figures.save(figures.sweep(rows, names), Path(f'{base}-sweep.png'))}")
     if seeds is not None and len(seeds) > 1 and not args.grid:
         console.print(f"compare them with: convlens compare {' '.join(str(p.out) for p in sweep)}")
 

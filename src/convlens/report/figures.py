@@ -85,3 +85,39 @@ def misclassified(images_u8, labels, predictions, class_names, limit: int = 50) 
     wrong = np.flatnonzero(np.asarray(predictions) != np.asarray(labels))[:limit]
     titles = [f"{class_names[int(predictions[i])]} ({class_names[int(labels[i])]})" for i in wrong]
     return gallery(np.asarray(images_u8)[wrong], titles, suptitle=f"misclassified: pred (true), first {len(wrong)}")
+
+
+def architecture(rows, title: str = "") -> Figure:
+    """Return parameters per layer (bars) beside the receptive field each layer's units see (line)."""
+    names = [r.name for r in rows]
+    fig, (ax, rf) = plt.subplots(1, 2, figsize=(12, 3.6))
+    ax.bar(names, [r.params for r in rows], color="tab:blue")
+    ax.set(title=f"parameters per layer ({sum(r.params for r in rows):,} in all)", yscale="symlog")
+    for i, r in enumerate(rows):
+        ax.text(i, max(r.params, 1), f"{r.params:,}", ha="center", va="bottom", fontsize=7)
+    rf.plot(names, [r.receptive_field for r in rows], "o-", color="tab:orange")
+    rf.axhline(28, color="0.6", ls="--", lw=1)
+    rf.set(title="receptive field: input pixels one unit sees (side)", ylim=(0, 30))
+    for a in (ax, rf):
+        a.tick_params(axis="x", rotation=45)
+        a.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sweep(rows: list[dict], settings: list[str]) -> Figure:
+    """Return the test accuracy of every run of a sweep as horizontal bars, labelled by its settings."""
+    labels = [", ".join(f"{k}={r[k]}" for k in settings) for r in rows]
+    accuracy = [100 * r["test_accuracy"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    ax.barh(labels, accuracy, color="tab:blue")
+    low = min(accuracy)
+    ax.set(xlim=(max(0.0, low - 2 * (max(accuracy) - low + 0.1)), 100 if max(accuracy) > 99.5 else max(accuracy) + 0.5),
+           xlabel="test accuracy (%)", title="one run per setting")
+    for y, a in enumerate(accuracy):
+        ax.text(a, y, f" {a:.2f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
