@@ -112,7 +112,6 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
 
     app = FastAPI(title="convlens", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["127.0.0.1", "localhost"])
-
     app.add_middleware(LimitsAndHeaders)
 
     @app.exception_handler(UserError)
@@ -156,24 +155,18 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
     @app.post("/api/runs/{name}/analyse")
     async def analyse(name: str, request: Request):
         """Analyse a PNG/JPEG body (a drawing or an upload), preprocessed the way the data set was made."""
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in IMAGE_TYPES:
-            return _error(415, f"send the image as the body with Content-Type image/png or image/jpeg (got '{kind[:60]}')")
-        body = await _read_limited(request)
-        if body is None:
-            return _error(413, TOO_LARGE)
+        body = await _body(request, IMAGE_TYPES)
+        if isinstance(body, JSONResponse):
+            return body
         live = await in_model_thread(runs_folder.get, name)
         return await answer(live.analyse_upload, body)
 
     @app.post("/api/runs/{name}/drawing")
     async def drawing(name: str, request: Request, width: int = Query(ge=8, le=1024), height: int = Query(ge=8, le=1024)):
         """Analyse the pad's raw grey bytes (width x height, bright ink on black), preprocessed like the data set."""
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/octet-stream":
-            return _error(415, f"send the drawing as application/octet-stream bytes (got '{kind[:60]}')")
-        body = await _read_limited(request)
-        if body is None:
-            return _error(413, TOO_LARGE)
+        body = await _body(request, ("application/octet-stream",))
+        if isinstance(body, JSONResponse):
+            return body
         live = await in_model_thread(runs_folder.get, name)
         return await answer(live.analyse_drawing, body, width, height)
 
@@ -196,13 +189,17 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
     return app
 
 
-async def _read_limited(request: Request) -> bytes | None:
-    """Return the body, or None as soon as it grows past the limit, whatever Content-Length said."""
+async def _body(request: Request, accepted: tuple[str, ...]) -> bytes | JSONResponse:
+    """Return the body, or the 415 for another Content-Type, or the 413 as soon as it grows past the limit
+    (whatever Content-Length said)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in accepted:
+        return _error(415, f"send the body with Content-Type {' or '.join(accepted)} (got '{kind[:60]}')")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_UPLOAD_BYTES:
-            return None
+            return _error(413, TOO_LARGE)
         chunks.append(chunk)
     return b"".join(chunks)
 
