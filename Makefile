@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_RUN := runs/demo-simple-mnist
 
-.PHONY: install browser data demo test test-fast bench clean
+.PHONY: install browser data demo docs test test-fast bench clean
 
 # torch is installed first and pinned: a CPU build of 2.13.0 is on disk; anything else pulls GBs of CUDA.
 $(STAMP): pyproject.toml
@@ -32,6 +32,10 @@ demo: install
 	@test -f $(DEMO_RUN)/model.safetensors && echo "$(DEMO_RUN) is trained already; delete it to train again" \
 		|| $(BIN)/convlens train --model simple --dataset mnist --recipe seed --out $(DEMO_RUN)
 	$(BIN)/convlens report $(DEMO_RUN)
+
+# Run every command of docs/tour.md on fresh runs (about 10 minutes on 2 cores) and redraw its figures.
+docs: data browser
+	$(BIN)/python docs/tour_runner.py
 
 # All tests, the slow full-data ones included (about 3 minutes on 2 cores).
 test: data browser

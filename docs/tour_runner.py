@@ -1,0 +1,101 @@
+"""Run every command of docs/tour.md and redraw its figures (`make docs`); the tests run the same commands small.
+
+usage: python docs/tour_runner.py [--workdir DIR]
+
+The commands are read from the ```bash blocks of tour.md, in order, and run from a fresh working
+folder; each `<!-- figure: SOURCE -> TARGET -->` line copies the file a command wrote next to
+tour.md. `live RUN` as a source is a screenshot of the live page with a drawn "4".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TOUR = Path(__file__).resolve().parent / "tour.md"
+BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+FIGURE = re.compile(r"<!-- figure: (.+?) -> (\S+) -->")
+
+
+def commands(text: str) -> list[list[str]]:
+    """Return the argv of every `convlens ...` line in the bash blocks, in order."""
+    return [shlex.split(line) for block in BASH_BLOCK.findall(text) for line in block.splitlines()
+            if line.startswith("convlens ")]
+
+
+def figures(text: str) -> list[tuple[str, str]]:
+    """Return (source, target) of every figure line: the file a command wrote and where the docs show it."""
+    return FIGURE.findall(text)
+
+
+def run(argv: list[str], workdir: Path, serve=None, in_process: bool = False) -> None:
+    """Run one tour command from workdir; `serve RUN` is handed to serve(run_path) instead of blocking.
+
+    in_process runs it through convlens.cli.main in this interpreter (the tests: no import per command).
+    """
+    if argv[1] == "serve":
+        if serve is not None:
+            serve(workdir / argv[2])
+        return
+    if in_process:
+        from convlens.cli import main as convlens_main
+
+        here = os.getcwd()
+        os.chdir(workdir)
+        try:
+            convlens_main(argv[1:])
+        except SystemExit as e:
+            if e.code:
+                raise RuntimeError(f"`{shlex.join(argv)}` exited with {e.code}") from None
+        finally:
+            os.chdir(here)
+        return
+    done = subprocess.run([sys.executable, "-m", "convlens", *argv[1:]], cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{shlex.join(argv)}` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+
+
+def screenshot_live_page(run_dir: Path, target: Path) -> None:
+    """Serve a run, draw a 4 on the pad, hover a conv2 map, and save a screenshot of the page."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from convlens.web.harness import DIGIT_STROKES, chromium_page, draw_with_mouse, running_server, wait_until_idle
+
+    with running_server(run_dir) as url, chromium_page(1500, 1000) as page:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=60000)
+        draw_with_mouse(page, DIGIT_STROKES[4])
+        wait_until_idle(page)
+        page.hover("canvas[data-layer='conv2']", position={"x": 60, "y": 20})
+        page.wait_for_selector("#detail .tops figure")
+        page.screenshot(path=str(target))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", help="run here (default: a fresh temporary folder)")
+    args = parser.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="convlens-tour-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    text = TOUR.read_text()
+    for argv in commands(text):
+        print(f"$ {shlex.join(argv)}", flush=True)
+        run(argv, workdir)
+    for source, target in figures(text):
+        destination = TOUR.parent / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.startswith("live "):
+            screenshot_live_page(workdir / source.split()[1], destination)
+        else:
+            shutil.copyfile(workdir / source, destination)
+        print(f"wrote {destination}")
+
+
+if __name__ == "__main__":
+    main()
