@@ -77,6 +77,15 @@ def trained_run(small_mnist, tmp_path_factory):
     return run
 
 
+def copy_run(source: Path, destination: Path) -> Path:
+    """Copy what training wrote (files and plots/), leaving out what other tests' inspections added."""
+    import shutil
+
+    shutil.copytree(source, destination, ignore=lambda folder, names: [
+        n for n in names if folder == str(source) and (source / n).is_dir() and n != "plots"])
+    return destination
+
+
 @pytest.fixture(scope="session")
 def mnist_run(mnist, tmp_path_factory) -> Path:
     """Return a run folder `fast-mnist` of the fast net trained one epoch on all of MNIST (~98.7%, ~10 s)."""

@@ -48,6 +48,7 @@ def ddp_data(mnist, tmp_path_factory) -> str:
     return f"idx:{folder}"
 
 
+@pytest.mark.slow
 def test_two_processes_keep_identical_weights_and_match_one_process(ddp_data, mnist, tmp_path):
     config = RunConfig().replace(data={"dataset": ddp_data, "val_size": 512},
                                  train={"epochs": 2, "batch_size": 64, "lr": 0.05, "precision": "fp32"})

@@ -15,7 +15,6 @@ import torch
 from safetensors.torch import load_file
 
 from convlens import runs
-from convlens.config import RunConfig
 from convlens.errors import UserError
 from convlens.training import train
 
@@ -34,6 +33,7 @@ def finished_epochs(out) -> int:
     return int(runs.load_tensors(path)[1]["epoch"]) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_equals_the_uninterrupted_run(small_mnist, tmp_path):
     reference = tmp_path / "reference"
     subprocess.run(train_command(small_mnist, reference), check=True, capture_output=True, timeout=600)
@@ -65,8 +65,9 @@ def test_kill_9_at_random_points_then_resume_equals_the_uninterrupted_run(small_
 
 def test_ctrl_c_finishes_the_checkpoint_and_says_how_to_resume(small_mnist, tmp_path):
     out = tmp_path / "run"
+    # A child of a background job inherits SIGINT ignored; give it the terminal's default, as a user has.
     process = subprocess.Popen(train_command(small_mnist, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while finished_epochs(out) < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -80,13 +81,27 @@ def test_ctrl_c_finishes_the_checkpoint_and_says_how_to_resume(small_mnist, tmp_
 
 
 def test_an_interrupt_waits_for_the_block_then_arrives():
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even under nohup
     steps = []
-    with pytest.raises(KeyboardInterrupt):
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with runs.interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("after the signal")
+        assert steps == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_an_ignored_interrupt_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup convlens train ... &
+    try:
         with runs.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)
-            steps.append("after the signal")
-    assert steps == ["after the signal"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tiny_config, tmp_path, monkeypatch):

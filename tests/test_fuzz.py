@@ -7,7 +7,6 @@ JSON error in the web API. Case counts are set here and reported in the issue no
 from __future__ import annotations
 
 import gzip
-import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
@@ -15,6 +14,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -105,7 +105,7 @@ def test_a_corrupt_gzip_is_refused_clearly(tmp_path):
 @pytest.fixture(scope="module")
 def client(trained_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz-runs")
-    shutil.copytree(trained_run, folder / "run")
+    copy_run(trained_run, folder / "run")
     return TestClient(create_app(folder, "run"), base_url="http://127.0.0.1")
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import copy_run
 
 from convlens.compare_jobs import compare_job
 from convlens.inspect_jobs import probe_job
@@ -24,9 +25,7 @@ def sections(page: str) -> list[str]:
 
 @pytest.fixture
 def run(trained_run, tmp_path):
-    folder = tmp_path / "runs" / "r1"
-    shutil.copytree(trained_run, folder)
-    return folder
+    return copy_run(trained_run, tmp_path / "runs" / "r1")
 
 
 def test_a_bare_run_is_evaluated_and_gets_the_standard_sections(run):

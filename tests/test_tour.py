@@ -70,6 +70,7 @@ def test_the_tour_has_every_article_step_with_a_command_and_a_figure():
         assert (DOCS / target).is_file(), f"{target} is missing: run make docs"
 
 
+@pytest.mark.slow
 def test_every_tour_command_runs_and_writes_its_figure(small_mnist, small_fashion, tmp_path):
     text = (DOCS / "tour.md").read_text()
     ran = []
@@ -83,6 +84,7 @@ def test_every_tour_command_runs_and_writes_its_figure(small_mnist, small_fashio
             assert (tmp_path / source).is_file(), source
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_top_to_bottom(small_mnist, small_fashion, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

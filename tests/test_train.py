@@ -10,7 +10,6 @@ from torch import nn
 
 from convlens import runs
 from convlens import training as train_module
-from convlens.config import RunConfig
 from convlens.errors import UserError
 from convlens.models import build_model
 from convlens.training import evaluate, l2_penalty, most_confused, predict, train

@@ -9,7 +9,6 @@ ReLU, as in Keras, and `conv1.conv` the pre-activation.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass

@@ -73,9 +73,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 def interrupts_deferred():
     """Hold Ctrl-C (SIGINT) until the block is done, then raise KeyboardInterrupt: a checkpoint is never cut short.
 
-    Outside the main thread signals cannot be caught, and the block runs as it is.
+    Outside the main thread signals cannot be caught, and a process started with SIGINT ignored
+    (nohup, a background job) keeps ignoring it: in both cases the block runs as it is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
         return
     caught = []

@@ -11,7 +11,6 @@ from . import runs
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .distributed import current_world
-from .errors import UserError
 from .report import figures
 from .training import TrainResult, evaluate, most_confused, train
 

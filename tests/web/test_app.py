@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -33,7 +33,7 @@ FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal"
 def runs_folder(trained_run, tmp_path_factory):
     """A folder with the small trained run (plus OIPs of two conv1 maps), an untrained Fashion run and a non-run."""
     folder = tmp_path_factory.mktemp("served")
-    shutil.copytree(trained_run, folder / "digits")
+    copy_run(trained_run, folder / "digits")
     oip_job(folder / "digits", layers=["conv1"], maps="0-1", ascent=Ascent(steps=8), log=lambda *a: None)
     fashion = folder / "fashion"
     config = RunConfig().replace(data={"dataset": "fashion-mnist"})

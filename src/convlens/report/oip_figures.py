@@ -19,7 +19,6 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
     best = oips.best
     n = len(oips.index)
     cols = min(cols, n)
-    rows = -(-n // cols)
     canvas, corners = mosaic(best, cols, pad=7)  # pad leaves room for the annotation under each tile
     width = cols * 0.78 + 0.4
     fig, ax = plt.subplots(figsize=(width, width * canvas.shape[0] / canvas.shape[1] + 0.6))
