@@ -290,6 +290,8 @@ def cmd_train(args) -> None:
 
 
 def _sweep(args) -> None:
+    from .report import figures
+    from .runs import write_json
     from .sweep import default_jobs, parse_grid, points, run_points
 
     if args.resume:
@@ -311,9 +313,6 @@ def _sweep(args) -> None:
         table.add_row(*[str(point.settings[n]) for n in names], str(point.out), f"{metrics['test_accuracy']:.4f}",
                       f"{metrics['test_loss']:.4f}")
     console.print(table)
-    from .report import figures
-    from .runs import write_json
-
     rows = [point.settings | {"run": str(point.out), "test_accuracy": metrics["test_accuracy"],
                               "test_loss": metrics["test_loss"]} for point, metrics in results]
     write_json(Path(f"{base}-sweep.json"), rows)
