@@ -67,24 +67,16 @@ def mnist_style(pixels: torch.Tensor, box: int = 20, size: int = 28) -> torch.Te
 
     An image without ink comes back black.
     """
-    ink = _crop_to_ink(pixels)
-    if ink is None:
-        return torch.zeros(size, size)
-    h, w = ink.shape
-    scale = box / max(h, w)
-    fitted = _resize(ink, max(1, round(h * scale)), max(1, round(w * scale)))
-    return _place_by_centre_of_mass(fitted, size)
+    fitted = _fit_ink(pixels, box)
+    return torch.zeros(size, size) if fitted is None else _place_by_centre_of_mass(fitted, size)
 
 
 def fit_whole(pixels: torch.Tensor, size: int = 28) -> torch.Tensor:
     """Return grey levels (H, W) as (size, size): the picture fitted into the field, centred, aspect kept."""
-    ink = _crop_to_ink(pixels)
-    if ink is None:
-        return torch.zeros(size, size)
-    h, w = ink.shape
-    scale = size / max(h, w)
-    fitted = _resize(ink, max(1, round(h * scale)), max(1, round(w * scale)))
+    fitted = _fit_ink(pixels, size)
     out = torch.zeros(size, size)
+    if fitted is None:
+        return out
     top, left = (size - fitted.shape[0]) // 2, (size - fitted.shape[1]) // 2
     out[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
     return out
@@ -101,6 +93,16 @@ def preprocessor_for(dataset: str) -> str:
 def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
     """Return grey levels in [0, 1] as uint8 (28, 28), the data sets' own type."""
     return (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _fit_ink(pixels: torch.Tensor, box: int) -> torch.Tensor | None:
+    """Return the ink cropped and resized so its longer side is `box` pixels, aspect kept; None without ink."""
+    ink = _crop_to_ink(pixels)
+    if ink is None:
+        return None
+    h, w = ink.shape
+    scale = box / max(h, w)
+    return _resize(ink, max(1, round(h * scale)), max(1, round(w * scale)))
 
 
 def _crop_to_ink(pixels: torch.Tensor) -> torch.Tensor | None:
