@@ -17,7 +17,7 @@ from .compare.runs_compare import agreement
 from .data import load_dataset
 from .errors import UserError
 from .inspect.filters import conv_weight
-from .inspect.hooks import conv_layers
+from .inspect.hooks import require_conv_layer
 from .models import build_model, resolve_spec
 from .oip import layer_oips
 from .oip.search import channel_count
@@ -39,8 +39,8 @@ def compare_job(run_dirs: list[str], images: int = 2000, out=None, oip_layer: st
         raise UserError(f"the runs have different architectures ({', '.join(sorted(specs))}); compare needs the same one")
     if len({r.config.data.dataset for r in loaded}) != 1:
         raise UserError("the runs were trained on different data sets")
-    if oip_layer and oip_layer not in conv_layers(loaded[0].model):
-        raise UserError(f"--oips takes a conv layer: {', '.join(conv_layers(loaded[0].model))}")
+    if oip_layer:
+        require_conv_layer(loaded[0].model, oip_layer, "--oips takes a conv layer")
     names = _unique_names(run_dirs)
     folder = Path(out) if out else Path(run_dirs[0]).resolve().parent / ("compare-" + "-vs-".join(names))
     ds = load_dataset(loaded[0].config.data.dataset)

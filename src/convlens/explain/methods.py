@@ -14,7 +14,7 @@ from captum.attr import GuidedBackprop, IntegratedGradients, LayerAttribution, L
 from torch import nn
 
 from ..errors import UserError
-from ..inspect.hooks import conv_layers, layer_module
+from ..inspect.hooks import conv_layers, layer_module, require_conv_layer
 
 METHODS = ("saliency", "ig", "gradcam", "occlusion", "guided-backprop")
 IG_INTERNAL_BATCH = 512  # images x steps per forward pass: bounds IG's memory whatever the batch size
@@ -59,8 +59,7 @@ def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: s
                            notes={"steps": steps})
     if method == "gradcam":
         layer = layer or conv_layers(model)[-1]
-        if layer not in conv_layers(model):
-            raise UserError(f"--layer for gradcam must be a conv layer: {', '.join(conv_layers(model))}")
+        require_conv_layer(model, layer, "--layer for gradcam must be a conv layer")
         cam = LayerGradCam(model, layer_module(model, layer)).attribute(x, target=target, relu_attributions=True)
         maps = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
         return Attribution(method, maps[:, 0].detach(), notes={"layer": layer})

@@ -40,6 +40,13 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [n for n in map_layers(model) if _is_conv(modules[n])]
 
 
+def require_conv_layer(model: nn.Module, layer: str, purpose: str) -> None:
+    """Raise UserError unless `layer` is a conv layer of the model; `purpose` says what needs one."""
+    convs = conv_layers(model)
+    if layer not in convs:
+        raise UserError(f"{purpose}; '{layer}' is not one of {', '.join(convs)}")
+
+
 def _is_conv(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) or (isinstance(m, Block) and isinstance(getattr(m, "conv", None), nn.Conv2d))
 

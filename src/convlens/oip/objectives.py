@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..inspect.hooks import conv_layers, forward_until, layer_module
+from ..inspect.hooks import forward_until, layer_module, require_conv_layer
 from ..inspect.maps import iter_maps
 from ..models import Block
 
@@ -49,8 +49,7 @@ class LayerTarget:
     """Objective of map `maps[b]` of a conv layer for batch element b."""
 
     def __init__(self, model: nn.Module, layer: str, maps: torch.Tensor, objective: str = "mean"):
-        if layer not in conv_layers(model):
-            raise UserError(f"OIPs are searched for conv layers; '{layer}' is not one of {', '.join(conv_layers(model))}")
+        require_conv_layer(model, layer, "OIPs are searched for conv layers")
         self.model, self.layer, self.maps = model, layer, maps
         self.reduce = _reducer(objective)
         # A silent map climbs towards its unit closest to firing: the mean pre-activation would

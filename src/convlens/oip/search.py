@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..inspect.filters import conv_weight
-from ..inspect.hooks import conv_layers, layer_module
+from ..inspect.hooks import layer_module, require_conv_layer
 from ..models import Block
 from .ascent import Ascent, ascend
 from .noise import multiscale_noise
@@ -105,8 +105,7 @@ def channel_count(model: nn.Module, layer: str) -> int:
 def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, objective: str = "mean",
                starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0) -> OIPs:
     """Return the OIPs of a conv layer's maps (default: all), found in one batched search."""
-    if layer not in conv_layers(model):
-        raise UserError(f"OIPs are searched for conv layers; '{layer}' is not one of {', '.join(conv_layers(model))}")
+    require_conv_layer(model, layer, "OIPs are searched for conv layers")
     channels = channel_count(model, layer)
     maps = list(range(channels)) if maps is None else list(maps)
     if not maps or min(maps) < 0 or max(maps) >= channels:
