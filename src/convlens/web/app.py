@@ -52,13 +52,16 @@ class RunFolder:
 
     def names(self) -> list[str]:
         """Return the run names, read afresh so that runs trained while the server runs appear."""
-        return sorted(p.name for p in self.folder.iterdir()
-                      if p.is_dir() and RUN_NAME.fullmatch(p.name)
-                      and (p / runs.CONFIG).is_file() and (p / runs.WEIGHTS).is_file())
+        return sorted(p.name for p in self.folder.iterdir() if self._is_run(p.name))
+
+    def _is_run(self, name: str) -> bool:
+        # A name that fits RUN_NAME has no separator and no leading dot: it can only be a child of the folder.
+        path = self.folder / name
+        return bool(RUN_NAME.fullmatch(name)) and (path / runs.CONFIG).is_file() and (path / runs.WEIGHTS).is_file()
 
     def get(self, name: str) -> LiveRun:
-        """Return an open run by name; only names from the listing are ever joined to the folder."""
-        if not RUN_NAME.fullmatch(name) or name not in self.names():
+        """Return an open run by a name the listing would hold; checked on that one folder, not by a rescan."""
+        if not self._is_run(name):
             raise LookupError(f"no run named '{name[:130]}'; GET /api/runs lists them")
         with self._lock:
             if name not in self._open:
