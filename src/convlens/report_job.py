@@ -64,8 +64,8 @@ def report_job(run_dir, out=None, log=print) -> Path:
     for folder, title, intro in ARTIFACTS:
         if pngs := sorted((run_dir / folder).glob("*.png")):
             sections.append(_artifact_section(folder, title, intro, pngs, run_dir))
-    for compare_dir in _comparisons(run_dir):
-        sections.append(_compare_section(compare_dir))
+    for compare_dir, comparison in _comparisons(run_dir):
+        sections.append(_compare_section(compare_dir, comparison))
     sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.")
                     .table(["layer", "type", "output", "params", "receptive field", "jump"],
                            [[r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", r.receptive_field,
@@ -130,22 +130,22 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
     return s
 
 
-def _comparisons(run_dir: Path) -> list[Path]:
-    """Return sibling compare folders whose compare.json names this run."""
+def _comparisons(run_dir: Path) -> list[tuple[Path, dict]]:
+    """Return (folder, compare.json content) of the sibling compare folders that name this run."""
     mine = run_dir.resolve()
     found = []
     for path in sorted(run_dir.resolve().parent.glob("compare-*/compare.json")):
         try:
-            named = json.loads(path.read_text())["runs"].values()
+            report = json.loads(path.read_text())
+            named = report["runs"].values()
         except (OSError, ValueError, KeyError, AttributeError):
             continue  # an unreadable comparison is left out, not fatal to the report
         if any(Path(p).resolve() == mine for p in named):
-            found.append(path.parent)
+            found.append((path.parent, report))
     return found
 
 
-def _compare_section(folder: Path) -> Section:
-    report = runs.read_json(folder / "compare.json")
+def _compare_section(folder: Path, report: dict) -> Section:
     s = Section(f"Comparison: {folder.name}", folder.name, "convlens compare: maps matched one to one by activation "
                 "correlation; mean matched r / share >= 0.9 / same order, per layer; and prediction agreement.")
     layers = list(next(iter(report["pairs"].values()))["layers"])
