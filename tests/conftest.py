@@ -86,6 +86,17 @@ def copy_run(source: Path, destination: Path) -> Path:
     return destination
 
 
+def untrained_run(folder: Path, dataset: str) -> Path:
+    """Write a run folder of an untrained `simple` for a data set: enough for pages that only need a model."""
+    from convlens import runs
+    from convlens.models import build_model
+
+    config = RunConfig().replace(data={"dataset": dataset})
+    runs.write_json(folder / runs.CONFIG, config.to_dict())
+    runs.save_weights(folder / runs.WEIGHTS, build_model("simple"), config)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_run(mnist, tmp_path_factory) -> Path:
     """Return a run folder `fast-mnist` of the fast net trained one epoch on all of MNIST (~98.7%, ~10 s)."""

@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import copy_run
+from conftest import copy_run, untrained_run
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from convlens import runs
-from convlens.config import RunConfig
 from convlens.data import load_dataset
 from convlens.inspect.maps import feature_maps, top_activations
-from convlens.models import build_model
 from convlens.oip import Ascent
 from convlens.oip_jobs import oip_job
 from convlens.speed import images_to_device
@@ -35,10 +33,7 @@ def runs_folder(trained_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     copy_run(trained_run, folder / "digits")
     oip_job(folder / "digits", layers=["conv1"], maps="0-1", ascent=Ascent(steps=8), log=lambda *a: None)
-    fashion = folder / "fashion"
-    config = RunConfig().replace(data={"dataset": "fashion-mnist"})
-    runs.write_json(fashion / runs.CONFIG, config.to_dict())
-    runs.save_weights(fashion / runs.WEIGHTS, build_model("simple"), config)
+    untrained_run(folder / "fashion", "fashion-mnist")
     (folder / "notes").mkdir()  # not a run: no config, no weights
     return folder
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import untrained_run
 
 from convlens import runs
-from convlens.config import RunConfig
 from convlens.data import load_dataset
-from convlens.models import build_model
 from convlens.report_job import report_job
 from convlens.training import predict
 from convlens.web.harness import (DIGIT_STROKES, chromium_available, chromium_page, draw_with_mouse, running_server,
@@ -28,9 +27,7 @@ def served(mnist_run, tmp_path_factory):
     """A runs folder with the MNIST run and an untrained Fashion-MNIST run, served by `convlens serve`."""
     folder = tmp_path_factory.mktemp("browser-runs")
     shutil.copytree(mnist_run, folder / "fast-mnist")
-    config = RunConfig().replace(data={"dataset": "fashion-mnist"})
-    runs.write_json(folder / "fashion" / runs.CONFIG, config.to_dict())
-    runs.save_weights(folder / "fashion" / runs.WEIGHTS, build_model("simple"), config)
+    untrained_run(folder / "fashion", "fashion-mnist")
     with running_server(folder / "fast-mnist") as url:
         yield url, folder
 
