@@ -14,7 +14,7 @@ import time
 import torch
 
 from convlens import RunConfig, load_dataset, load_run, train
-from convlens.inspect.maps import class_patterns, feature_maps, top_activations
+from convlens.inspection.maps import class_patterns, feature_maps, top_activations
 from convlens.speed import images_to_device
 
 

@@ -20,16 +20,20 @@ import asyncio
 import json
 import random
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import torch
 import torch.nn.functional as F
 
 from convlens import RunConfig, train
-from convlens.web.harness import DIGIT_STROKES, DRAW_IN_PAGE, chromium_page, draw_with_mouse, running_server, wait_until_idle
 from convlens.web.live import LiveRun
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser harness lives with the tests
+from harness import DIGIT_STROKES, DRAW_IN_PAGE, chromium_page, draw_with_mouse, running_server, wait_until_idle  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -64,8 +64,8 @@ def run(argv: list[str], workdir: Path, serve=None, in_process: bool = False) ->
 
 def screenshot_live_page(run_dir: Path, target: Path) -> None:
     """Serve a run, draw a 4 on the pad, hover a conv2 map, and save a screenshot of the page."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from convlens.web.harness import DIGIT_STROKES, chromium_page, draw_with_mouse, running_server, wait_until_idle
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the browser harness lives with the tests
+    from harness import DIGIT_STROKES, chromium_page, draw_with_mouse, running_server, wait_until_idle
 
     with running_server(run_dir) as url, chromium_page(1500, 1000) as page:
         page.goto(url)

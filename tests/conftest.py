@@ -101,7 +101,7 @@ def untrained_run(folder: Path, dataset: str) -> Path:
 def mnist_run(mnist, tmp_path_factory) -> Path:
     """Return a run folder `fast-mnist` of the fast net trained one epoch on all of MNIST (~98.7%, ~10 s)."""
     from convlens.config import RECIPES
-    from convlens.workflows import train_run
+    from convlens.jobs.train import train_run
 
     run = tmp_path_factory.mktemp("runs") / "fast-mnist"
     sections = {name: dict(fields) for name, fields in RECIPES["fast"].items()}

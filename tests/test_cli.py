@@ -74,7 +74,7 @@ def corrupt_folders(tmp_path):
         (["summary", "--model", "resnet50"], "unknown model 'resnet50'; use a preset (simple, simple-mlp"),
         (["summary", "--model", "conv32k3-flatten-dense9"], "must be dense10"),
         (["train", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
-        (["train", "--lr", "-1"], "--lr must be positive"),
+        (["train", "--lr", "-1"], "lr must be positive"),
         (["train", "--schedule", "sometimes"], "argument --schedule: invalid choice"),
         (["train", "--dataset", "idx:/no/such/folder"], "does not exist"),
         (["train", "--resume", "/no/such/run"], "run folder /no/such/run does not exist"),

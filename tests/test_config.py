@@ -24,11 +24,11 @@ def test_unknown_config_keys_are_rejected():
 
 @pytest.mark.parametrize(
     "train, message",
-    [({"lr": 0}, "--lr must be positive"), ({"optimizer": "lbfgs"}, "--optimizer must be one of"),
-     ({"epochs": 0}, "--epochs"), ({"momentum": 1.0}, "--momentum"), ({"gamma": 1.5}, "--gamma"),
-     ({"precision": "fp16"}, "--precision"), ({"warmup": 1.0}, "--warmup")],
+    [({"lr": 0}, "^lr must be positive"), ({"optimizer": "lbfgs"}, "^optimizer must be one of"),
+     ({"epochs": 0}, "^epochs"), ({"momentum": 1.0}, "^momentum"), ({"gamma": 1.5}, "^gamma"),
+     ({"precision": "fp16"}, "^precision"), ({"warmup": 1.0}, "^warmup"), ({"batch_size": 0}, "^batch_size")],
 )
-def test_bad_values_name_their_flag(train, message):
+def test_bad_values_name_their_setting(train, message):
     with pytest.raises(UserError, match=message):
         RunConfig().replace(train=train)
 

@@ -74,7 +74,7 @@ def test_count_mismatch_is_reported(tmp_path):
 def test_wrong_image_shape_is_reported(tmp_path):
     tx, ty, vx, vy = _toy()
     write_idx_folder(tmp_path, np.zeros((12, 32, 32)), ty, vx, vy)
-    with pytest.raises(UserError, match=r"shape \(12, 32, 32\), expected \(N, 28, 28\)"):
+    with pytest.raises(UserError, match=r"images have shape \(4, 28, 28\), expected \(N, H, W\) or \(N, C, H, W\) with 1 or 3 channels, like the training images \(12, 32, 32\)"):
         read_dataset_folder(tmp_path, "toy")
 
 
@@ -111,7 +111,7 @@ def test_split_holds_out_the_last_images():
     assert ty.tolist() == list(range(7)) and vy.tolist() == [7, 8, 9]
     (tx, ty), (vx, vy) = ds.split(0)
     assert len(ty) == 10 and len(vy) == 0
-    with pytest.raises(UserError, match="--val-size 10 must be between 0 and 9"):
+    with pytest.raises(UserError, match="val_size 10 must be between 0 and 9"):
         ds.split(10)
 
 

@@ -109,7 +109,8 @@ def test_bench_table_gives_time_to_99_against_the_plain_loop():
 
 
 def test_a_recipe_sets_model_and_data_and_flags_given_win():
-    from convlens.cli import build_parser, config_from_args
+    from convlens.cli import build_parser
+    from convlens.cli.train import config_from_args
 
     config, given = config_from_args(build_parser().parse_args(["train", "--recipe", "best-fashion", "--epochs", "1"]))
     assert (config.model.model, config.data.dataset, config.train.augment) == ("vgg-fashion", "fashion-mnist", "flip")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from convlens import runs
+from convlens import runs, storage
 from convlens.errors import UserError
 from convlens.training import train
 
@@ -85,7 +85,7 @@ def test_an_interrupt_waits_for_the_block_then_arrives():
     steps = []
     try:
         with pytest.raises(KeyboardInterrupt):
-            with runs.interrupts_deferred():
+            with storage.interrupts_deferred():
                 os.kill(os.getpid(), signal.SIGINT)
                 steps.append("after the signal")
         assert steps == ["after the signal"]
@@ -97,7 +97,7 @@ def test_an_interrupt_waits_for_the_block_then_arrives():
 def test_an_ignored_interrupt_stays_ignored():
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup convlens train ... &
     try:
-        with runs.interrupts_deferred():
+        with storage.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
@@ -116,12 +116,12 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tiny_config, tmp_path, monkey
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(runs, "save_file", save_until_full)
+    monkeypatch.setattr(storage, "save_file", save_until_full)
     with pytest.raises(UserError, match=r"No space left on device.*convlens train --resume"):
         train(tiny_config, out=out)
     assert finished_epochs(out) == 1
     assert not list(out.glob(".*.tmp"))
-    monkeypatch.setattr(runs, "save_file", real_save)
+    monkeypatch.setattr(storage, "save_file", real_save)
     resumed = train(tiny_config, out=out, resume=True)
     reference = train(tiny_config, out=tmp_path / "reference")
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
@@ -132,7 +132,7 @@ def test_an_unwritable_run_folder_is_refused_before_training(small_mnist):
     done = subprocess.run([sys.executable, "-m", "convlens", "train", "--dataset", small_mnist, "--val-size", "256",
                            "--epochs", "1", "--out", "/proc/convlens-run"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "cannot write /proc/convlens-run/config.json" in done.stderr
-    assert "choose another --out" in done.stderr and "Traceback" not in done.stderr
+    assert "choose another run folder" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_permission_denied_mid_run_is_one_clear_error(tiny_config, tmp_path, monkeypatch):

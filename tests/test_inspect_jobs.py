@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from convlens.cli import main
-from convlens.inspect.maps import feature_maps
+from convlens.inspection.maps import feature_maps
 from convlens.runs import load_run
 from convlens.data import load_dataset
 from convlens.speed import images_to_device
@@ -54,7 +54,7 @@ def test_maps_compares_the_chosen_images_layer_by_layer(trained_run, opened, tmp
         (["--images", "4:x"], "--images '4:x' must be CLASS:COUNT"),
         (["--images", "12:1"], "unknown class '12'"),
         (["--images", "4:500"], "only"),
-        (["--index", "99999"], "--index 99999 is out of range"),
+        (["--index", "99999"], "test image 99999 is out of range"),
         (["--images", "4:1", "--index", "3"], "give --images or --index, not both"),
     ],
 )

@@ -7,20 +7,21 @@ import torch
 from torch import nn
 
 from convlens.errors import UserError
-from convlens.models import PRESETS, build_model, count_params, summary
+from convlens.layers import layer_table
+from convlens.models import PRESETS, build_model, count_params
 
 
 def test_simple_summary_matches_the_articles_exactly():
-    rows = summary(build_model("simple"))
+    rows = layer_table(build_model("simple")).layers
     assert [r.name for r in rows] == ["conv1", "pool1", "conv2", "pool2", "conv3", "flatten", "logits"]
     assert [r.params for r in rows] == [320, 0, 18496, 0, 73856, 0, 11530]
     assert sum(r.params for r in rows) == 104202
     assert rows[4].output_shape == (128, 3, 3)
     # The articles: a pool1 node covers 4x4 pixels, conv2 8x8, pool2 10x10 and conv3 18x18.
-    assert [r.receptive_field for r in rows[:5]] == [3, 4, 8, 10, 18]
-    assert [r.jump for r in rows[:5]] == [1, 2, 2, 4, 4]
+    assert [r.field.size for r in rows[:5]] == [3, 4, 8, 10, 18]
+    assert [r.field.jump for r in rows[:5]] == [1, 2, 2, 4, 4]
     # The 3x3 grid of conv3 fields, 4 px apart, spans 18 + 2*4 = 26 px: the outer pixel ring is never seen.
-    assert rows[5].receptive_field == 26
+    assert rows[5].field.size == 26
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_layer_options_build_the_named_modules():
     assert isinstance(m.pool1, nn.AvgPool2d) and isinstance(m.conv2.act, nn.Identity)
     assert m.conv2.conv.padding == "same" and m.dropout1.p == pytest.approx(0.3)
     assert isinstance(m.dense1.bn, nn.BatchNorm1d) and isinstance(m.dense1.act, nn.ReLU)
-    rows = summary(m)
+    rows = layer_table(m).layers
     assert rows[0].output_shape == (8, 13, 13) and rows[1].output_shape == (8, 6, 6)
 
 

@@ -10,11 +10,11 @@ import sys
 import pytest
 from conftest import copy_run
 
-from convlens.compare_jobs import compare_job
-from convlens.inspect_jobs import probe_job
+from convlens.jobs.compare import compare
+from convlens.jobs.probe import probe
 from convlens.oip import Ascent
-from convlens.oip_jobs import oip_job
-from convlens.report_job import report_job
+from convlens.jobs.oip import layer_oip
+from convlens.jobs.report import report
 
 QUIET = {"log": lambda *a: None}
 
@@ -31,7 +31,7 @@ def run(trained_run, tmp_path):
 def test_a_bare_run_is_evaluated_and_gets_the_standard_sections(run):
     (run / "metrics.json").unlink(missing_ok=True)
     shutil.rmtree(run / "plots", ignore_errors=True)
-    page = report_job(run, **QUIET).read_text()
+    page = report(run, **QUIET).read_text()
     assert (run / "metrics.json").is_file() and (run / "plots" / "confusion.png").is_file()
     assert sections(page) == ["Training", "Test set", "Feature maps", "First-layer kernels", "Model", "Configuration"]
     # Self-contained: every image inlined, nothing fetched, no scripts.
@@ -40,13 +40,13 @@ def test_a_bare_run_is_evaluated_and_gets_the_standard_sections(run):
 
 
 def test_inspections_and_comparisons_add_their_sections(run, tmp_path):
-    before = report_job(run, **QUIET).read_text().count("<img")
-    oip_job(run, layers=["conv1"], maps="0-3", ascent=Ascent(steps=4), **QUIET)
-    probe_job(run, layers=["conv1", "flatten"], train_size=256)
+    before = report(run, **QUIET).read_text().count("<img")
+    layer_oip(run, layers=["conv1"], maps=[0, 1, 2, 3], ascent=Ascent(steps=4), **QUIET)
+    probe(run, layers=["conv1", "flatten"], train_size=256, **QUIET)
     twin = run.parent / "r2"
     shutil.copytree(run, twin)
-    compare_job([str(run), str(twin)], images=64, **QUIET)
-    page = report_job(run, **QUIET).read_text()
+    compare([str(run), str(twin)], images=64, **QUIET)
+    page = report(run, **QUIET).read_text()
     names = sections(page)
     assert {"OIPs", "What each layer knows", "Comparison: compare-r1-vs-r2"} <= set(names)
     assert names.index("What each layer knows") < names.index("OIPs")  # the articles' order
@@ -57,7 +57,7 @@ def test_inspections_and_comparisons_add_their_sections(run, tmp_path):
 def test_names_are_escaped(trained_run, tmp_path):
     folder = tmp_path / "<b>bold</b>"
     shutil.copytree(trained_run, folder)
-    page = report_job(folder, **QUIET).read_text()
+    page = report(folder, **QUIET).read_text()
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
 
 
@@ -73,4 +73,4 @@ def test_bad_folders_are_one_clear_error(args, message):
 def test_serve_refuses_a_bad_port(run):
     done = subprocess.run([sys.executable, "-m", "convlens", "serve", str(run), "--port", "70000"],
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "--port 70000 must be between 1 and 65535" in done.stderr
+    assert done.returncode == 2 and "port 70000 must be between 1 and 65535" in done.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convlens.config import RunConfig
-from convlens.inspect_jobs import probe_job
+from convlens.jobs.probe import probe
 from convlens.training import evaluate, train
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def test_simple_reaches_98_5_percent_after_one_epoch_on_full_mnist(one_epoch_run
 
 
 def test_linear_probe_at_the_logits_matches_the_model(one_epoch_run):
-    _, result = probe_job(one_epoch_run.run_dir, layers=["conv3", "logits"])
+    result = probe(one_epoch_run.run_dir, layers=["conv3", "logits"]).data["layers"]
     accuracy = evaluate(one_epoch_run.model, one_epoch_run.dataset.test_images, one_epoch_run.dataset.test_labels)["accuracy"]
     print(f"probe: conv3 {result['conv3']['linear']:.4f}, logits {result['logits']['linear']:.4f}, model {accuracy:.4f}")
     # A softmax regression on the logits can copy the model's own argmax, so it should land within

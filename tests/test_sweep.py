@@ -11,14 +11,14 @@ import pytest
 
 from convlens.config import RunConfig
 from convlens.errors import UserError
-from convlens.sweep import MAX_RUNS, parse_grid, points
+from convlens.cli.train import parse_grid
+from convlens.jobs.sweep import MAX_RUNS, points
 
 
 def test_grid_values_take_their_fields_types():
     grid = parse_grid(["lr=0.05,0.1", "batch-size=64,128", "augment=none,shift", "nesterov=true,false", "model=simple,fast"])
-    assert grid == {("train", "lr"): [0.05, 0.1], ("train", "batch_size"): [64, 128],
-                    ("train", "augment"): ["none", "shift"], ("train", "nesterov"): [True, False],
-                    ("model", "model"): ["simple", "fast"]}
+    assert grid == {"lr": [0.05, 0.1], "batch_size": [64, 128], "augment": ["none", "shift"],
+                    "nesterov": [True, False], "model": ["simple", "fast"]}
 
 
 @pytest.mark.parametrize("item, message", [
@@ -42,7 +42,7 @@ def test_points_combine_grid_and_seeds_with_one_folder_each(tmp_path):
 
 
 def test_sweeps_check_values_sizes_and_folders_before_training(tmp_path):
-    with pytest.raises(UserError, match="--lr must be positive"):
+    with pytest.raises(UserError, match="lr must be positive"):
         points(RunConfig(), tmp_path / "b", None, parse_grid(["lr=0.1,-1"]))
     with pytest.raises(UserError, match=f"at most {MAX_RUNS}"):
         points(RunConfig(), tmp_path / "b", list(range(100)), parse_grid(["lr=1,2,3"]))

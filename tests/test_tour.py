@@ -15,7 +15,7 @@ import pytest
 
 from conftest import write_idx_folder
 from convlens.data import load_dataset
-from convlens.web.harness import running_server
+from harness import running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 sys.path.insert(0, str(DOCS))
@@ -25,7 +25,7 @@ STEPS = ["Basics", "Build and train", "Learning-rate schedule", 'Feature maps of
          "Class patterns", "The role of the MLP part", "OIPs layer by layer", "Class OIPs", "Attributions",
          "Do two trainings learn the same filters", "Fashion-MNIST", "See it all"]
 SMALLER = {"oip": ["--steps", "8"], "explain": ["--steps", "8"], "errors": ["--steps", "8"],
-           "compare": ["--images", "200"], "train": ["--epochs", "1", "--val-size", "256"]}
+           "compare": ["--test-images", "200"], "train": ["--epochs", "1", "--val-size", "256"]}
 
 
 @pytest.fixture(scope="module")

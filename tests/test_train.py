@@ -84,7 +84,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_p
 def test_an_existing_run_is_not_overwritten(tiny_config, tmp_path):
     train(tiny_config.replace(train={"epochs": 1}), out=tmp_path / "run")
     before = (tmp_path / "run" / "model.safetensors").read_bytes()
-    with pytest.raises(UserError, match="already holds a run; use --resume"):
+    with pytest.raises(UserError, match="already holds a run; continue it with `convlens train --resume"):
         train(tiny_config, out=tmp_path / "run")
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
 

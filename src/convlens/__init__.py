@@ -1,6 +1,7 @@
 """convlens: train small CNNs on MNIST-like data fast, then look inside them.
 
-The public API; every name here is re-exported from the module that owns it.
+The public API; every name here is re-exported from the module that owns it. The jobs (maps, oip,
+explain, compare, sweep, ...) are what the CLI and the web page call too.
 """
 
 import importlib
@@ -8,31 +9,36 @@ import importlib
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
-from .inspect.hooks import capture, conv_layers, map_layers
-from .inspect.maps import class_patterns, feature_maps, field_geometry, top_activations
-from .inspect.probe import probe
+from .inspection.hooks import capture
+from .inspection.maps import class_patterns, feature_maps, top_activations
+from .inspection.probe import probe
+from .layers import Layer, LayerTable, layer_table
+from .models import PRESETS, build_model
 from .oip import Ascent, OIPs, class_oips, layer_oips
-from .models import PRESETS, build_model, summary
 from .runs import Run, load_run
 from .training import TrainResult, evaluate, predict, train
-from .workflows import evaluate_run, train_run
 
-# Captum and scipy take over a second to import; these names load their module on first use, so a
-# command that never explains or compares never pays for them.
+# Captum, scipy and matplotlib take over a second to import; these names load their module on
+# first use, so a command that never draws, explains or compares never pays for them.
 _LAZY = {"compare_models": "compare", "linear_cka": "compare", "permute_maps": "compare",
-         "attribute": "explain", "cascading_randomisation": "explain"}
+         "attribute": "explain", "cascading_randomisation": "explain",
+         "train_run": "jobs.train", "evaluate_run": "jobs.train", "sweep": "jobs.sweep",
+         "maps": "jobs.maps", "kernels": "jobs.kernels", "patterns": "jobs.patterns", "top": "jobs.top",
+         "probe_layers": ("jobs.probe", "probe"), "filters_demo": "jobs.filters", "layer_oip": "jobs.oip",
+         "class_oip": "jobs.oip", "explain_image": ("jobs.explain", "explain"), "errors": "jobs.errors",
+         "compare": "jobs.compare", "report": "jobs.report"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module, attribute = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
     raise AttributeError(f"module 'convlens' has no attribute {name!r}")
 
 
 __all__ = [
     "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "Dataset", "load_dataset", "UserError",
-    "PRESETS", "build_model", "summary", "Run", "load_run", "TrainResult", "evaluate", "predict", "train",
-    "evaluate_run", "train_run", "capture", "conv_layers", "map_layers", "class_patterns", "feature_maps",
-    "field_geometry", "top_activations", "probe", "Ascent", "OIPs", "class_oips", "layer_oips",
-    "compare_models", "linear_cka", "permute_maps", "attribute", "cascading_randomisation",
+    "PRESETS", "build_model", "Layer", "LayerTable", "layer_table", "Run", "load_run", "TrainResult", "evaluate",
+    "predict", "train", "capture", "class_patterns", "feature_maps", "top_activations", "probe", "Ascent", "OIPs",
+    "class_oips", "layer_oips", *_LAZY,
 ]

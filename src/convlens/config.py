@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from .data import MNIST_SHAPE
 from .errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -29,6 +30,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = "simple"  # preset name or layer spec such as conv32k3-pool2-flatten-dense10
+    input_shape: tuple[int, int, int] = MNIST_SHAPE  # (channels, height, width) of one image; set from the data set
 
 
 @dataclass(frozen=True)
@@ -78,28 +80,32 @@ class RunConfig:
             unknown = set(part) - {pf.name for pf in fields(part_cls)}
             if unknown:
                 raise UserError(f"config section '{f.name}' has unknown keys {sorted(unknown)}")
-            parts[f.name] = part_cls(**part)
+            # JSON has no tuples: a list read back is the tuple that was written.
+            parts[f.name] = part_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in part.items()})
         return cls(**parts).validated()
 
     def validated(self) -> "RunConfig":
-        """Return self after checking every value a user can set; raise UserError naming the flag."""
+        """Return self after checking every value a user can set; raise UserError naming the setting."""
         t, d = self.train, self.data
-        _check(t.epochs >= 1, "--epochs must be at least 1")
-        _check(t.batch_size >= 1, "--batch-size must be at least 1")
-        _check(t.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
-        _check(t.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
-        _check(t.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}")
-        _check(t.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}")
-        _check(t.lr > 0, "--lr must be positive")
-        _check(0 <= t.momentum < 1, "--momentum must be in [0, 1)")
-        _check(t.l2 >= 0 and t.weight_decay >= 0, "--l2 and --weight-decay must be >= 0")
-        _check(0 < t.gamma <= 1, "--gamma must be in (0, 1]")
-        _check(t.step_every > 0, "--step-every must be positive")
-        _check(0 <= t.warmup < 1, "--warmup must be in [0, 1)")
-        _check(0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
-        _check(t.augment in AUGMENTS, f"--augment must be one of {', '.join(AUGMENTS)}")
-        _check(0 <= t.cutout <= 28, "--cutout must be between 0 and 28 pixels")
-        _check(d.val_size >= 0, "--val-size must be >= 0")
+        _check(t.epochs >= 1, "epochs must be at least 1")
+        _check(t.batch_size >= 1, "batch_size must be at least 1")
+        _check(t.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        _check(t.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        _check(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _check(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+        _check(t.lr > 0, "lr must be positive")
+        _check(0 <= t.momentum < 1, "momentum must be in [0, 1)")
+        _check(t.l2 >= 0 and t.weight_decay >= 0, "l2 and weight_decay must be >= 0")
+        _check(0 < t.gamma <= 1, "gamma must be in (0, 1]")
+        _check(t.step_every > 0, "step_every must be positive")
+        _check(0 <= t.warmup < 1, "warmup must be in [0, 1)")
+        _check(0 <= t.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(t.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}")
+        _check(t.cutout >= 0, "cutout must be 0 (off) or a square side in pixels")
+        shape = self.model.input_shape
+        _check(isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(v, int) and v >= 1 for v in shape),
+               f"model.input_shape must be three positive integers (channels, height, width), not {shape!r}")
+        _check(d.val_size >= 0, "val_size must be >= 0")
         return self
 
     def replace(self, **sections) -> "RunConfig":

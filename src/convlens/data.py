@@ -1,7 +1,8 @@
 """IDX reading and validation, the dataset registry, and loading data sets as uint8 tensors.
 
-A data set is four IDX files: training and test images (N, 28, 28) and their labels. They are
+A data set is four IDX files: training and test images (N, H, W), or (N, C, H, W) in colour, and their labels. They are
 read once per process into uint8 tensors and cached; nothing per-sample stays on the hot path.
+MNIST's 28x28 grey images are the default shape; any other square size reads the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 
 from .errors import UserError
 
-IMAGE_SIZE = 28
+MNIST_SIZE = 28  # the side of MNIST and Fashion-MNIST images, in pixels
+MNIST_SHAPE = (1, MNIST_SIZE, MNIST_SIZE)  # (C, H, W) of one image, what convlens nets are built for by default
 IDX_UBYTE = 0x08  # the only IDX element type MNIST-like sets use
 
 
@@ -50,7 +52,7 @@ FILE_PATTERNS = {
 
 @dataclass(frozen=True)
 class Dataset:
-    """A data set in memory: uint8 images (N, 28, 28) and int64 labels (N,)."""
+    """A data set in memory: uint8 images (N, H, W) or (N, C, H, W), and int64 labels (N,)."""
 
     name: str
     train_images: torch.Tensor
@@ -63,11 +65,17 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image as a model sees it: grey images have one channel."""
+        shape = tuple(self.test_images.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape
+
     def split(self, val_size: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """Return ((train_x, train_y), (val_x, val_y)); validation is the last val_size training images."""
         n = len(self.train_labels)
         if not 0 <= val_size < n:
-            raise UserError(f"--val-size {val_size} must be between 0 and {n - 1} for {self.name}")
+            raise UserError(f"val_size {val_size} must be between 0 and {n - 1} for {self.name}")
         cut = n - val_size
         return (self.train_images[:cut], self.train_labels[:cut]), (self.train_images[cut:], self.train_labels[cut:])
 
@@ -119,8 +127,10 @@ def read_dataset_folder(folder: Path, name: str, class_names: tuple[str, ...] | 
     arrays = {role: read_idx(path) for role, path in files.items()}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
-        if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise UserError(f"{files[f'{part}_images']}: images have shape {images.shape}, expected (N, 28, 28)")
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[1] not in (1, 3)) \
+                or images.shape[1:] != arrays["train_images"].shape[1:]:
+            raise UserError(f"{files[f'{part}_images']}: images have shape {images.shape}, expected (N, H, W) or "
+                            f"(N, C, H, W) with 1 or 3 channels, like the training images {arrays['train_images'].shape}")
         if labels.ndim != 1:
             raise UserError(f"{files[f'{part}_labels']}: labels have shape {labels.shape}, expected (N,)")
         if len(images) != len(labels):

@@ -1,10 +1,14 @@
-"""Layer specs, the preset registry, model building and the layer summary.
+"""Layer specs, the preset registry and model building.
 
 A spec is a compact string such as `conv32k3-pool2-conv64k3-pool2-conv128k3-flatten-dense10`.
 Layers get the names the articles use (conv1, pool1, ..., flatten, dense1, ..., logits), so
 inspection can address them through `named_modules()`. A conv or hidden dense layer is one named
 block holding its convolution, optional batch norm and activation: `conv1` is the map after the
 ReLU, as in Keras, and `conv1.conv` the pre-activation.
+
+A spec is planned from its arithmetic alone (`plan_spec`: shapes, parameters, limits) before any
+module is allocated; the built model records its input shape, and the layer table (layers.py)
+describes it from then on.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
+from .data import MNIST_SHAPE
 from .errors import UserError
+from .layers import Block
 
 PRESETS: dict[str, str] = {
     # The convnet of the articles: 104,202 parameters, conv3 outputs 3x3x128.
@@ -52,17 +57,21 @@ SPEC_HELP = (
     "pool<n>, avgpool<n>, dropout<p>, flatten, dense<units>[bn][activation]; the last dense is the logits"
 )
 
-
-class Block(nn.Sequential):
-    """A conv or dense layer with its optional batch norm and activation, addressed by one name."""
+# Limits checked on the spec's arithmetic before anything is allocated: a typo such as dense1000000
+# after a flatten would otherwise ask for tens of GB at once.
+MAX_SPEC_CHARS, MAX_LAYERS = 1000, 64
+MAX_WIDTH = 16384  # filters or units of one layer
+MAX_PARAMS = 50_000_000  # 200 MB of fp32 weights, 4x again with gradients and optimizer state
+MAX_ACTIVATIONS = 4_000_000  # values per image in one layer's output: 2 GB for a batch of 128
 
 
 class SpecNet(nn.Sequential):
-    """A sequential network built from a layer spec; `spec` records how to rebuild it."""
+    """A sequential network built from a layer spec; `spec` and `input_shape` record how to rebuild it."""
 
-    def __init__(self, layers: OrderedDict, spec: str):
+    def __init__(self, layers: OrderedDict, spec: str, input_shape: tuple[int, int, int]):
         super().__init__(layers)
         self.spec = spec
+        self.input_shape = tuple(input_shape)
 
 
 def resolve_spec(model: str) -> str:
@@ -89,185 +98,116 @@ def _mods(text: str, token: str) -> dict:
     return mods
 
 
-# Limits checked on the spec's arithmetic before anything is allocated: a typo such as dense1000000
-# after a flatten would otherwise ask for tens of GB at once.
-MAX_SPEC_CHARS, MAX_LAYERS = 1000, 64
-MAX_WIDTH = 16384  # filters or units of one layer
-MAX_PARAMS = 50_000_000  # 200 MB of fp32 weights, 4x again with gradients and optimizer state
-MAX_ACTIVATIONS = 4_000_000  # values per image in one layer's output: 2 GB for a batch of 128
+@dataclass(frozen=True)
+class PlannedLayer:
+    name: str  # conv1, pool1, flatten, dropout1, dense1, logits
+    kind: str  # conv | pool | flatten | dropout | dense | logits
+    in_shape: tuple[int, ...]  # (C, H, W) or (F,)
+    out_shape: tuple[int, ...]
+    params: int
+    options: dict  # what building the module needs: filters, kernel, stride, padding, bn, act, units, p, size, avg
 
 
-def check_spec(spec: str, num_classes: int = 10, in_channels: int = 1, size: int = 28) -> int:
-    """Return the parameter count of a spec, or raise UserError if it is absurd, before anything is built."""
-    if len(spec) > MAX_SPEC_CHARS or spec.count("-") >= MAX_LAYERS:
-        raise UserError(f"the spec is too long: at most {MAX_LAYERS} layers and {MAX_SPEC_CHARS} characters")
-    channels, height, features, params = in_channels, size, None, 0
-    for token in spec.split("-"):
-        numbers = [int(n) for n in re.findall(r"\d+", token.split(".")[0])]
-        if any(n > MAX_WIDTH for n in numbers) or (0 in numbers and not token.startswith("dropout")):
-            raise UserError(f"layer '{token}' has a size of 0 or above {MAX_WIDTH:,}; widths and kernels must be 1-{MAX_WIDTH:,}")
-        if (m := _CONV.fullmatch(token)) and features is None:
-            k, stride = int(m["kernel"]), int((re.search(r"s(\d+)", m["mods"]) or [0, 1])[1])
-            height = height if "same" in m["mods"] else (height - k) // max(stride, 1) + 1
-            params += (channels * k * k + 1) * int(m["filters"])
-            channels = int(m["filters"])
-        elif (m := _POOL.fullmatch(token)) and features is None:
-            height //= int(m["size"])
-        elif token == "flatten" and features is None:
-            features = channels * height * height
-        elif (m := _DENSE.fullmatch(token)) and features is not None:
-            params += (features + 1) * int(m["units"])
-            features = int(m["units"])
-        if height < 1:
-            raise UserError(f"layer '{token}' reduces the {size}x{size} input to nothing; use fewer or smaller "
-                            "convolutions and pools, or same padding")
-        if (features if features is not None else channels * height * height) > MAX_ACTIVATIONS:
-            raise UserError(f"layer '{token}' would output more than {MAX_ACTIVATIONS:,} values per image")
-        if params > MAX_PARAMS:
-            raise UserError(f"the spec needs more than {MAX_PARAMS:,} parameters by layer '{token}'; "
-                            "a network for 28x28 images needs far fewer")
-    return params
-
-
-def build_model(model: str = "simple", num_classes: int = 10, in_channels: int = 1) -> SpecNet:
-    """Return a freshly initialised network for a preset name or a layer spec."""
-    spec = resolve_spec(model)
-    check_spec(spec, num_classes, in_channels)
-    tokens = spec.split("-")
-    if not tokens[-1].startswith("dense"):
-        raise UserError(f"spec '{spec}' must end with a dense layer (the logits); syntax: {SPEC_HELP}")
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    counts: dict[str, int] = {}
-    x = torch.zeros(1, in_channels, 28, 28)  # a probe pushed through each new layer to learn its input shape
-    for i, token in enumerate(tokens):
-        last = i == len(tokens) - 1
-        kind, layer = _make_layer(token, x, num_classes if last else None)
-        counts[kind] = counts.get(kind, 0) + 1
-        lname = "logits" if last else ("flatten" if kind == "flatten" else f"{kind}{counts[kind]}")
-        try:
-            with torch.no_grad():
-                x = layer.eval()(x)
-        except RuntimeError:
-            raise UserError(f"layer {lname} of '{spec}' does not fit its input of shape {tuple(x.shape[1:])}") from None
-        layers[lname] = layer
-    return SpecNet(layers, spec).train()
-
-
-def _make_layer(token: str, x: torch.Tensor, logits_units: int | None) -> tuple[str, nn.Module]:
-    """Return (kind, module) for one spec token, given the probe tensor x that will reach it."""
-    image = x.dim() == 4
+def _plan_token(token: str, shape: tuple[int, ...], last: bool, num_classes: int) -> tuple[str, tuple[int, ...], int, dict]:
+    """Return (kind, output shape, parameters, options) of one spec token reached by inputs of `shape`."""
+    image = len(shape) == 3
     if m := _CONV.fullmatch(token):
         if not image:
             raise UserError(f"'{token}' comes after flatten; convolutions need an image")
-        o = _mods(m["mods"], token)
+        o = _mods(m["mods"], token) | {"filters": int(m["filters"]), "kernel": int(m["kernel"])}
         if o["padding"] == "same" and o["stride"] != 1:
             raise UserError(f"'{token}': same padding needs stride 1")
-        padding = "same" if o["padding"] == "same" else 0
-        parts = [("conv", nn.Conv2d(x.shape[1], int(m["filters"]), int(m["kernel"]), o["stride"], padding))]
-        if o["bn"]:
-            parts.append(("bn", nn.BatchNorm2d(int(m["filters"]))))
-        parts.append(("act", ACTIVATIONS[o["act"]]()))
-        return "conv", Block(OrderedDict(parts))
+        c, h, w = shape
+        k, s = o["kernel"], o["stride"]
+        h, w = (h, w) if o["padding"] == "same" else ((h - k) // s + 1, (w - k) // s + 1)
+        return "conv", (o["filters"], h, w), (c * k * k + 1) * o["filters"] + 2 * o["filters"] * o["bn"], o
     if m := _POOL.fullmatch(token):
         if not image:
             raise UserError(f"'{token}' comes after flatten; pooling needs an image")
         size = int(m["size"])
-        return "pool", nn.AvgPool2d(size) if m["kind"] == "avg" else nn.MaxPool2d(size)
+        return "pool", (shape[0], shape[1] // size, shape[2] // size), 0, {"size": size, "avg": m["kind"] == "avg"}
     if token == "flatten":
-        return "flatten", nn.Flatten()
+        return "flatten", (shape[0] * shape[1] * shape[2],) if image else shape, 0, {}
     if m := _DROPOUT.fullmatch(token):
-        return "dropout", nn.Dropout(float(m["p"]))
+        return "dropout", shape, 0, {"p": float(m["p"])}
     if m := _DENSE.fullmatch(token):
         if image:
             raise UserError(f"'{token}' needs a flatten layer before it")
         units = int(m["units"])
-        if logits_units is not None:
-            if units != logits_units or m["mods"]:
-                raise UserError(f"the last layer '{token}' must be dense{logits_units}: one logit per class")
-            return "logits", nn.Linear(x.shape[1], units)
-        o = _mods(m["mods"], token)
-        parts = [("linear", nn.Linear(x.shape[1], units))]
-        if o["bn"]:
-            parts.append(("bn", nn.BatchNorm1d(units)))
-        parts.append(("act", ACTIVATIONS[o["act"]]()))
-        return "dense", Block(OrderedDict(parts))
+        if last:
+            if units != num_classes or m["mods"]:
+                raise UserError(f"the last layer '{token}' must be dense{num_classes}: one logit per class")
+            return "logits", (units,), (shape[0] + 1) * units, {"units": units}
+        o = _mods(m["mods"], token) | {"units": units}
+        return "dense", (units,), (shape[0] + 1) * units + 2 * units * o["bn"], o
     raise UserError(f"cannot parse layer '{token}'; syntax: {SPEC_HELP}")
 
 
-@dataclass(frozen=True)
-class LayerRow:
-    name: str
-    type: str
-    output_shape: tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
-    params: int
-    receptive_field: int  # side in input pixels of the square one output unit sees
-    jump: int  # input pixels between neighbouring output units (effective stride); 0 once flattened
-    offset: int  # input row/column where the field of output unit 0 starts; negative with padding
+def plan_spec(spec: str, num_classes: int = 10, input_shape: tuple[int, int, int] = MNIST_SHAPE) -> list[PlannedLayer]:
+    """Return every layer of a spec with its shapes and parameters, from arithmetic alone; absurd specs are a UserError."""
+    if len(spec) > MAX_SPEC_CHARS or spec.count("-") >= MAX_LAYERS:
+        raise UserError(f"the spec is too long: at most {MAX_LAYERS} layers and {MAX_SPEC_CHARS} characters")
+    tokens = spec.split("-")
+    if not tokens[-1].startswith("dense"):
+        raise UserError(f"spec '{spec}' must end with a dense layer (the logits); syntax: {SPEC_HELP}")
+    shape, params, counts, planned = tuple(input_shape), 0, {}, []
+    size = "x".join(map(str, input_shape[1:]))
+    for i, token in enumerate(tokens):
+        numbers = [int(n) for n in re.findall(r"\d+", token.split(".")[0])]
+        if any(n > MAX_WIDTH for n in numbers) or (0 in numbers and not token.startswith("dropout")):
+            raise UserError(f"layer '{token}' has a size of 0 or above {MAX_WIDTH:,}; widths and kernels must be 1-{MAX_WIDTH:,}")
+        kind, out, layer_params, options = _plan_token(token, shape, i == len(tokens) - 1, num_classes)
+        if min(out) < 1:
+            raise UserError(f"layer '{token}' reduces the {size} input to nothing; use fewer or smaller "
+                            "convolutions and pools, or same padding")
+        values = 1
+        for d in out:
+            values *= d
+        if values > MAX_ACTIVATIONS:
+            raise UserError(f"layer '{token}' would output more than {MAX_ACTIVATIONS:,} values per image")
+        params += layer_params
+        if params > MAX_PARAMS:
+            raise UserError(f"the spec needs more than {MAX_PARAMS:,} parameters by layer '{token}'; "
+                            f"a network for {size} images needs far fewer")
+        counts[kind] = counts.get(kind, 0) + 1
+        name = kind if kind in ("flatten", "logits") else f"{kind}{counts[kind]}"
+        planned.append(PlannedLayer(name, kind, shape, out, layer_params, options))
+        shape = out
+    return planned
 
 
-WINDOW_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+def check_spec(spec: str, num_classes: int = 10, input_shape: tuple[int, int, int] = MNIST_SHAPE) -> int:
+    """Return the parameter count of a spec, or raise UserError if it is absurd, before anything is built."""
+    return sum(layer.params for layer in plan_spec(spec, num_classes, input_shape))
 
 
-def window(module: nn.Module) -> tuple[int, int, int] | None:
-    """Return (kernel, stride, padding) of a module that slides a square window, else None."""
-    if not isinstance(module, WINDOW_TYPES):
-        return None
-    first = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 - square windows only
-    k, s, p = first(module.kernel_size), first(module.stride), module.padding
-    if p == "same":  # PyTorch pads (k-1)//2 before and the rest after
-        p = (k - 1) // 2
-    return k, s, first(p)
+def _module(layer: PlannedLayer) -> nn.Module:
+    o = layer.options
+    if layer.kind == "conv":
+        padding = "same" if o["padding"] == "same" else 0
+        parts = [("conv", nn.Conv2d(layer.in_shape[0], o["filters"], o["kernel"], o["stride"], padding))]
+        if o["bn"]:
+            parts.append(("bn", nn.BatchNorm2d(o["filters"])))
+        return Block(OrderedDict(parts + [("act", ACTIVATIONS[o["act"]]())]))
+    if layer.kind == "pool":
+        return nn.AvgPool2d(o["size"]) if o["avg"] else nn.MaxPool2d(o["size"])
+    if layer.kind == "flatten":
+        return nn.Flatten()
+    if layer.kind == "dropout":
+        return nn.Dropout(o["p"])
+    if layer.kind == "logits":
+        return nn.Linear(layer.in_shape[0], o["units"])
+    parts = [("linear", nn.Linear(layer.in_shape[0], o["units"]))]
+    if o["bn"]:
+        parts.append(("bn", nn.BatchNorm1d(o["units"])))
+    return Block(OrderedDict(parts + [("act", ACTIVATIONS[o["act"]]())]))
 
 
-def extend_field(field: tuple[int, int, int], win: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Return the (size, jump, offset) receptive field after one more window (kernel, stride, padding).
-
-    The field grows by (kernel - 1) * jump, the jump multiplies by the stride, and padding moves
-    the start of unit 0's field back by padding * jump.
-    """
-    size, jump, offset = field
-    k, s, p = win
-    return size + (k - 1) * jump, jump * s, offset - p * jump
-
-
-def summary(model: nn.Module, input_shape: tuple[int, int, int] = (1, 28, 28)) -> list[LayerRow]:
-    """Return one row per top-level layer: output shape, parameters and receptive field on the input.
-
-    Once flattened, a unit sees every input pixel any position of the last map saw.
-    """
-    rows: list[LayerRow] = []
-    x = torch.zeros(1, *input_shape)
-    rf, jump, offset = 1, 1, 0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for lname, layer in model.named_children():
-            x_in, x = x, layer(x)
-            for win in filter(None, map(window, layer.modules())):  # a conv block holds its conv
-                rf, jump, offset = extend_field((rf, jump, offset), win)
-            if x_in.dim() == 4 and x.dim() == 2:
-                # Flatten: the union of the fields of all positions of the last map, clipped to the
-                # image, since with same padding the nominal field reaches into the zero border.
-                rf, jump, offset = min(rf + (x_in.shape[-1] - 1) * jump, input_shape[-1]), 0, max(offset, 0)
-            rows.append(
-                LayerRow(
-                    name=lname,
-                    type=_type_name(layer),
-                    output_shape=tuple(x.shape[1:]),
-                    params=sum(p.numel() for p in layer.parameters()),
-                    receptive_field=rf,
-                    jump=jump,
-                    offset=offset,
-                )
-            )
-    model.train(was_training)
-    return rows
-
-
-def _type_name(layer: nn.Module) -> str:
-    if isinstance(layer, Block):
-        return "+".join(type(m).__name__ for m in layer.children())
-    return type(layer).__name__
+def build_model(spec: str = "simple", num_classes: int = 10, input_shape: tuple[int, int, int] = MNIST_SHAPE) -> SpecNet:
+    """Return a freshly initialised network for a preset name or a layer spec, for images of `input_shape` (C, H, W)."""
+    spec = resolve_spec(spec)
+    planned = plan_spec(spec, num_classes, input_shape)
+    return SpecNet(OrderedDict((layer.name, _module(layer)) for layer in planned), spec, input_shape).train()
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,134 +1,55 @@
-"""The run folder: config, history, metrics, weights and checkpoints, all written atomically.
+"""The run folder: its layout, declared once here, and the one `Run` every command opens it through.
 
     runs/NAME/
-      config.json           the fully resolved RunConfig
-      history.json          one entry per finished epoch
-      model.safetensors     weights only, with the config in its metadata
-      checkpoint.safetensors weights + optimizer state + the epoch it ends, for --resume
-      metrics.json          test-set evaluation
-      plots/                PNGs
+      config.json             the fully resolved RunConfig
+      history.json            one entry per finished epoch
+      model.safetensors       weights only, with the config in its metadata
+      checkpoint.safetensors  weights + optimizer state + the epoch it ends, for --resume
+      metrics.json            test-set evaluation
+      plots/                  PNGs of training and evaluation
+      report.html             everything above and every inspection, offline
+      maps/ kernels/ oip/ ... what each inspection wrote (INSPECTIONS)
 
-Every file is written to a temporary name in the same folder and renamed into place, so a crash,
-a full disk or Ctrl-C never leaves a half-written file where a good one was.
+No other module spells a file name of this folder: they ask `Run` or use the names below.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import tempfile
-import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from .config import RunConfig
+from .data import Dataset, load_dataset
 from .errors import UserError
+from .layers import LayerTable, layer_table
 from .models import build_model
-from .speed import for_inference
+from .speed import for_inference, images_to_device
+from .storage import WriteError, atomic_write, load_tensors, read_json, save_tensors, write_json
+
+__all__ = ["Run", "load_run", "read_config", "WriteError", "atomic_write", "read_json", "write_json", "save_tensors",
+           "load_tensors", "save_weights", "save_checkpoint", "load_checkpoint"]
 
 CONFIG, HISTORY, METRICS = "config.json", "history.json", "metrics.json"
 WEIGHTS, CHECKPOINT = "model.safetensors", "checkpoint.safetensors"
+PLOTS, REPORT = "plots", "report.html"
+CURVES, CONFUSION, MISCLASSIFIED = "curves.png", "confusion.png", "misclassified.png"  # inside plots/
+# The sub-folder each inspection writes into unless told otherwise, in the order of the articles.
+INSPECTIONS = ("maps", "kernels", "filters", "patterns", "top", "probe", "oip", "explain", "errors")
 
 
-class WriteError(UserError):
-    """A file could not be written (disk full, permission denied); the previous version is intact."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename tmp_path over path; on any failure path is left as it was.
-
-    An OSError (full disk, no permission) becomes a WriteError naming the file and the reason.
-    """
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); run files are meant to be shared
-        os.replace(tmp, path)
-    except OSError as e:
-        raise WriteError(f"cannot write {path}: {e.strerror or e}; the previous version, if any, is intact") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files a killed process left in a folder (never a finished file); return them."""
-    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-@contextlib.contextmanager
-def interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) until the block is done, then raise KeyboardInterrupt: a checkpoint is never cut short.
-
-    Outside the main thread signals cannot be caught, and a process started with SIGINT ignored
-    (nohup, a background job) keeps ignoring it: in both cases the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
-def write_json(path: Path, data) -> None:
-    """Write data as indented JSON, atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
-
-
-def read_json(path: Path):
-    """Return the JSON a file holds; a missing or corrupt file is a UserError."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist; is {path.parent} a convlens run folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); restore it or train again") from None
-
-
-def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors stores dense row-major tensors; channels_last weights must be made contiguous.
-    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write named tensors to a safetensors file, atomically."""
-    atomic_write(path, lambda tmp: save_file(_tensors(tensors), str(tmp), metadata=metadata))
+def oip_tensors(layer: str) -> str:
+    """Return the file name, inside the oip folder, of a layer's saved OIP images."""
+    return f"oip_{layer}.safetensors"
 
 
 def save_weights(path: Path, model: nn.Module, config: RunConfig) -> None:
     """Write the model's weights to a safetensors file with the config in its metadata."""
     save_tensors(path, model.state_dict(), {"config": json.dumps(config.to_dict())})
-
-
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Return (tensors, metadata) of a safetensors file; missing, truncated or corrupt files are a UserError."""
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; train the run first")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return load_file(str(path)), meta
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path} is corrupt or truncated ({e}); train again or restore it") from None
 
 
 def load_weights_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -166,37 +87,142 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     return int(meta.get("epoch", 0))
 
 
-@dataclass
-class Run:
-    """A trained run loaded from its folder."""
+def read_config(run_dir: Path) -> RunConfig:
+    """Return the RunConfig stored in a run folder."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise UserError(f"{run_dir} is a file, not a run folder; a run folder holds {CONFIG} and {WEIGHTS}")
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist")
+    return RunConfig.from_dict(read_json(run_dir / CONFIG))
 
-    path: Path
-    config: RunConfig
-    model: nn.Module
-    history: list[dict]
+
+@dataclass(frozen=True)
+class SavedOIPs:
+    """The OIPs `convlens oip` stored for one layer: each map's strongest start."""
+
+    index: list[int]  # the maps (or classes) searched
+    images: torch.Tensor  # (M, C, H, W) in [0, 1]
+    activation: torch.Tensor  # (M,) the objective each reached
+
+    def of(self, map_index: int) -> tuple[torch.Tensor, float] | None:
+        """Return (image (C, H, W), activation) of one map, or None if it was not searched."""
+        if map_index not in self.index:
+            return None
+        row = self.index.index(map_index)
+        return self.images[row], float(self.activation[row])
+
+
+class Run:
+    """One run folder, opened once: config now; model, history, data and layer table on first use."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = read_config(self.path)
+
+    def file(self, name: str) -> Path:
+        """Return the path of a file of the folder (CONFIG, METRICS, ...)."""
+        return self.path / name
+
+    def output_folder(self, inspection: str, out: str | Path | None = None) -> Path:
+        """Return where an inspection writes: `out` if given, else its sub-folder of the run."""
+        return Path(out) if out else self.path / inspection
+
+    @cached_property
+    def model(self) -> nn.Module:
+        """The trained model: eval mode, CPU, channels_last."""
+        tensors, _ = load_tensors(self.file(WEIGHTS))
+        # The logits' bias has one entry per class.
+        num_classes = int(tensors["logits.bias"].shape[0]) if "logits.bias" in tensors else 10
+        model = build_model(self.config.model.model, num_classes, self.config.model.input_shape)
+        load_weights_into(model, tensors, self.file(WEIGHTS))
+        return for_inference(model)
+
+    @property
+    def layers(self) -> LayerTable:
+        """The model's layer table: names, kinds, shapes, parameters, receptive fields."""
+        return layer_table(self.model, self.config.model.input_shape)
+
+    @cached_property
+    def history(self) -> list[dict]:
+        return read_json(self.file(HISTORY)) if self.file(HISTORY).exists() else []
 
     @property
     def metrics(self) -> dict | None:
-        p = self.path / METRICS
-        return read_json(p) if p.exists() else None
+        return read_json(self.file(METRICS)) if self.file(METRICS).exists() else None
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        dataset = load_dataset(self.config.data.dataset)
+        if dataset.image_shape != tuple(self.config.model.input_shape):
+            raise UserError(f"{self.config.data.dataset} has images of shape {dataset.image_shape}; the model of "
+                            f"{self.path} takes {tuple(self.config.model.input_shape)}")
+        return dataset
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.dataset.class_names
+
+    @property
+    def test_images(self) -> torch.Tensor:
+        """The test set as stored: uint8 (N, H, W) or (N, C, H, W)."""
+        return self.dataset.test_images
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        return self.dataset.test_labels
+
+    @cached_property
+    def test_inputs(self) -> torch.Tensor:
+        """The test set as the model takes it: float (N, C, H, W) in [0, 1]."""
+        return images_to_device(self.test_images, torch.device("cpu"))
+
+    def class_index(self, name: str | int) -> int:
+        """Return a class index from its number or its name (any case)."""
+        names = self.class_names
+        text = str(name).strip()
+        if text.isdigit() and int(text) < len(names):
+            return int(text)
+        lowered = [n.lower() for n in names]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        raise UserError(f"unknown class '{text}'; classes are 0-{len(names) - 1} ({', '.join(names)})")
+
+    def check_test_index(self, index: int) -> int:
+        """Return a test-set index after checking it is in range."""
+        if not 0 <= index < len(self.test_labels):
+            raise UserError(f"test image {index} is out of range; the test set has {len(self.test_labels)} images "
+                            f"(0-{len(self.test_labels) - 1})")
+        return index
+
+    def first_of_classes(self, counts: list[tuple[str | int, int]]) -> list[int]:
+        """Return test-set indices: for each (class, count), the first `count` test images of that class."""
+        picked = []
+        for name, count in counts:
+            cls = self.class_index(name)
+            found = torch.nonzero(self.test_labels == cls).flatten()[:count].tolist()
+            if len(found) < count:
+                raise UserError(f"the test set has only {len(found)} images of class {self.class_names[cls]}")
+            picked += found
+        return picked
+
+    def saved_oips(self, layer: str) -> SavedOIPs | None:
+        """Return the OIPs `convlens oip` stored for a layer (each map's strongest start), or None."""
+        path = self.path / "oip" / oip_tensors(layer)
+        if not path.is_file():
+            return None
+        tensors, _ = load_tensors(path)
+        try:
+            images, activation, index = tensors["images"], tensors["activation"], tensors["index"]
+        except KeyError as e:
+            raise UserError(f"{path} lacks the tensor {e}; run `convlens oip` again") from None
+        best = activation.argmax(1)  # (M,) the strongest of each map's K starts
+        rows = torch.arange(len(best))
+        return SavedOIPs(index.tolist(), images[rows, best], activation[rows, best])
 
 
-def read_config(run_dir: Path) -> RunConfig:
-    """Return the RunConfig stored in a run folder."""
-    if not Path(run_dir).is_dir():
-        raise UserError(f"run folder {run_dir} does not exist")
-    return RunConfig.from_dict(read_json(Path(run_dir) / CONFIG))
-
-
-def load_run(run_dir: str | Path, num_classes: int | None = None) -> Run:
-    """Return the config, trained model (eval mode, CPU, channels_last) and history of a run folder."""
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    tensors, _ = load_tensors(run_dir / WEIGHTS)
-    if num_classes is None:  # the logits' bias has one entry per class
-        num_classes = int(tensors["logits.bias"].shape[0]) if "logits.bias" in tensors else 10
-    model = build_model(config.model.model, num_classes=num_classes)
-    load_weights_into(model, tensors, run_dir / WEIGHTS)
-    history_path = run_dir / HISTORY
-    history = read_json(history_path) if history_path.exists() else []
-    return Run(run_dir, config, for_inference(model), history)
+def load_run(run_dir: str | Path) -> Run:
+    """Return an opened run folder, its weights loaded and checked."""
+    run = Run(run_dir)
+    run.model  # noqa: B018 - load now: a corrupt or mismatched weights file is reported here
+    return run

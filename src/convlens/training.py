@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed, runs
+from . import distributed, runs, storage
 from .augment import augment, cutout
 from .config import RunConfig
 from .data import Dataset, load_dataset
@@ -62,7 +62,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     c = config.train
     run_dir = Path(out) if out is not None else None
     if run_dir is not None and not resume and ((run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.WEIGHTS).exists()):
-        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
+        raise UserError(f"{run_dir} already holds a run; continue it with `convlens train --resume {run_dir}`, "
+                        "or choose another run folder")
     world = distributed.current_world()
     batch_size = distributed.rank_batch(c.batch_size, world)  # this process's share of the global batch
     device = resolve_device(c.device)
@@ -71,11 +72,14 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     precision = resolve_precision(c.precision, device)
     fmt = memory_format(c.channels_last)
     dataset = load_dataset(config.data.dataset)
+    config = config.replace(model={"input_shape": dataset.image_shape})  # the model is built for the data's images
+    if c.cutout > min(dataset.image_shape[1:]):
+        raise UserError(f"cutout {c.cutout} is larger than the {dataset.name} images ({dataset.image_shape[-1]} px)")
     (train_x, train_y), (val_x, val_y) = dataset.split(config.data.val_size)
     x, y = images_to_device(train_x, device), train_y.to(device)
 
     torch.manual_seed(c.seed)
-    model = build_model(config.model.model, num_classes=dataset.num_classes).to(device, memory_format=fmt)
+    model = build_model(config.model.model, dataset.num_classes, dataset.image_shape).to(device, memory_format=fmt)
     optimizer = make_optimizer(model, c)
     history: list[dict] = []
     start_epoch = 0
@@ -135,9 +139,11 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                 _write_epoch(run_dir, model, optimizer, epoch + 1, config, history)
 
     if world.distributed:
-        if not distributed.replicas_identical(model, world):
-            raise RuntimeError("the ranks' weights differ after training; DDP kept them in step until now")
+        identical = distributed.replicas_identical(model, world)
+        del forward  # DDP's reducer holds the process group: it must go before the group does (see stop)
         distributed.stop()
+        if not identical:
+            raise RuntimeError("the ranks' weights differ after training; DDP kept them in step until now")
     model.eval()
     return TrainResult(model, history, run_dir, dataset)
 
@@ -151,10 +157,10 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume:
         try:
             runs.write_json(run_dir / runs.CONFIG, config.to_dict())
         except runs.WriteError as e:
-            raise UserError(f"{e}; choose another --out") from None
+            raise UserError(f"{e}; choose another run folder") from None
         return 0, []
     if writer:
-        runs.remove_stale_temporaries(run_dir)  # a kill -9 during a write leaves its temporary file behind
+        storage.remove_stale_temporaries(run_dir)  # a kill -9 during a write leaves its temporary file behind
     if not (run_dir / runs.CHECKPOINT).exists():
         return 0, []  # stopped before the first epoch ended: start again from the stored config
     epoch = runs.load_checkpoint(run_dir, model, optimizer)
@@ -166,7 +172,7 @@ def _write_epoch(run_dir: Path, model, optimizer, epoch: int, config: RunConfig,
     # The checkpoint is the source of truth for --resume; history past its epoch is ignored on resume,
     # so the order of these writes cannot leave the folder inconsistent. Ctrl-C waits for all three.
     try:
-        with runs.interrupts_deferred():
+        with storage.interrupts_deferred():
             runs.save_checkpoint(run_dir, model, optimizer, epoch, config)
             runs.save_weights(run_dir / runs.WEIGHTS, model, config)
             runs.write_json(run_dir / runs.HISTORY, history)
@@ -177,13 +183,13 @@ def _write_epoch(run_dir: Path, model, optimizer, epoch: int, config: RunConfig,
 def _diverged_message(epoch: int, step: int, run_dir: Path | None, history: list[dict]) -> str:
     where = f"loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}"
     kept = f"; the checkpoint after epoch {len(history)} in {run_dir} is kept" if run_dir and history else ""
-    return f"{where}{kept}. Lower --lr or --l2, or try --precision fp32"
+    return f"{where}{kept}. Lower lr or l2, or train in fp32 (precision fp32)"
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device | str = "cpu", precision: str = "fp32",
             channels_last: bool = False, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
-    """Return the logits (N, classes) of a model for uint8 images (N, 28, 28), in fp32 on the CPU."""
+    """Return the logits (N, classes) of a model for uint8 images (N, [C,] H, W), in fp32 on the CPU."""
     device = torch.device(device)
     was_training = model.training
     model.eval()

@@ -90,7 +90,7 @@ def test_linear_cka_is_one_under_rotation_and_scale_and_low_for_independent_feat
 
 def test_compare_command_writes_json_and_figures_with_baselines(trained_run, tmp_path):
     out = tmp_path / "cmp"
-    main(["compare", str(trained_run), str(trained_run), "--images", "200", "--oips", "conv1", "--out", str(out)])
+    main(["compare", str(trained_run), str(trained_run), "--test-images", "200", "--oips", "conv1", "--out", str(out)])
     report = json.loads((out / "compare.json").read_text())
     (pair,) = report["pairs"].values()
     assert pair["prediction_agreement"] == 1.0 and pair["layers"]["conv2"]["same_order"]
@@ -104,8 +104,8 @@ def test_compare_command_writes_json_and_figures_with_baselines(trained_run, tmp
 
 @pytest.mark.parametrize("args, message", [
     (["compare", "RUN"], "compare needs at least two runs"),
-    (["compare", "RUN", "RUN", "--images", "5"], "--images must be between 10"),
-    (["compare", "RUN", "RUN", "--images", "50", "--oips", "pool1"], "--oips takes a conv layer"),
+    (["compare", "RUN", "RUN", "--test-images", "5"], "compare uses between 10 and"),
+    (["compare", "RUN", "RUN", "--test-images", "50", "--oips", "pool1"], "OIPs of matched maps are drawn for a conv layer"),
 ])
 def test_compare_bad_input_is_one_clear_error(trained_run, tmp_path, capsys, args, message):
     args = [str(trained_run) if a == "RUN" else a for a in args] + ["--out", str(tmp_path / "o")]

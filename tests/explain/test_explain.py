@@ -101,7 +101,7 @@ def test_errors_command_groups_misclassified_images_by_pair(trained_run, small_m
 
 
 @pytest.mark.parametrize("args, message", [
-    (["explain", "RUN", "--index", "99999"], "--index 99999 is out of range"),
+    (["explain", "RUN", "--index", "99999"], "test image 99999 is out of range"),
     (["explain", "RUN", "--index", "0", "--methods", "lime"], "unknown method lime"),
     (["explain", "RUN", "--index", "0", "--methods", "gradcam", "--layer", "pool1"], "must be a conv layer"),
     (["explain", "RUN", "--index", "0", "--methods", "occlusion", "--patch", "2", "--stride", "3"], "stride <= patch"),

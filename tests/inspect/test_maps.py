@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from convlens.errors import UserError
-from convlens.inspect.filters import apply_kernels, classic_kernels, conv_weight, kernel_norms
-from convlens.inspect.hooks import capture, conv_layers, map_layers
-from convlens.inspect.maps import class_patterns, feature_maps, field_box, field_geometry, top_activations
-from convlens.inspect.probe import nearest_centroid_accuracy
+from convlens.inspection.filters import apply_kernels, classic_kernels, conv_weight, kernel_norms
+from convlens.inspection.hooks import capture
+from convlens.inspection.maps import class_patterns, feature_maps, top_activations
+from convlens.inspection.probe import nearest_centroid_accuracy
+from convlens.layers import Field, layer_table
 from convlens.models import build_model
 
 
@@ -49,9 +50,13 @@ def test_feature_maps_of_a_foreign_model_are_exact():
 
 
 def test_map_and_conv_layers_are_found_for_foreign_and_convlens_models():
-    assert map_layers(Tiny()) == ["conv", "pool"]
-    assert map_layers(build_model("simple")) == ["conv1", "pool1", "conv2", "pool2", "conv3"]
-    assert conv_layers(build_model("simple")) == ["conv1", "conv2", "conv3"]
+    tiny = layer_table(Tiny(), (1, 28, 28))
+    assert tiny.map_layers == ["conv", "pool"] and tiny.names() == ["conv", "pool", "fc"]
+    assert tiny["fc"].kind == "logits" and tiny["conv"].output_shape == (2, 27, 27)
+    simple = layer_table(build_model("simple"))
+    assert simple.map_layers == ["conv1", "pool1", "conv2", "pool2", "conv3"]
+    assert simple.convs == ["conv1", "conv2", "conv3"]
+    assert simple["conv2"].pre_activation == "conv2.conv" and layer_table(build_model("fast"))["conv1"].pre_activation == "conv1.bn"
 
 
 def test_hooks_are_removed_even_when_the_block_raises():
@@ -100,11 +105,11 @@ def test_top_activations_rank_images_and_locate_the_peak():
 
 
 def test_receptive_field_geometry_and_boxes():
-    assert field_geometry(Tiny(), "pool") == (3, 2, 0)
-    assert field_geometry(build_model("simple"), "conv3") == (18, 4, 0)
-    assert field_geometry(build_model("same-pad"), "conv2") == (8, 2, -3)
-    assert field_box((18, 4, 0), 2, 1) == (8, 4, 26, 22)
-    assert field_box((8, 2, -3), 0, 13) == (0, 23, 5, 28)  # clipped to the image
+    assert layer_table(Tiny(), (1, 28, 28))["pool"].field == Field(3, 2, 0)
+    assert layer_table(build_model("simple"))["conv3"].field == Field(18, 4, 0)
+    assert layer_table(build_model("same-pad"))["conv2"].field == Field(8, 2, -3)
+    assert Field(18, 4, 0).box(2, 1, 28) == (8, 4, 26, 22)
+    assert Field(8, 2, -3).box(0, 13, 28) == (0, 23, 5, 28)  # clipped to the image
 
 
 def test_classic_kernels_and_learned_weights():

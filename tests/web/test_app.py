@@ -16,9 +16,9 @@ from PIL import Image
 
 from convlens import runs
 from convlens.data import load_dataset
-from convlens.inspect.maps import feature_maps, top_activations
+from convlens.inspection.maps import feature_maps, top_activations
 from convlens.oip import Ascent
-from convlens.oip_jobs import oip_job
+from convlens.jobs.oip import layer_oip
 from convlens.speed import images_to_device
 from convlens.training import predict
 from convlens.web.app import create_app, resolve_folder
@@ -32,7 +32,7 @@ def runs_folder(trained_run, tmp_path_factory):
     """A folder with the small trained run (plus OIPs of two conv1 maps), an untrained Fashion run and a non-run."""
     folder = tmp_path_factory.mktemp("served")
     copy_run(trained_run, folder / "digits")
-    oip_job(folder / "digits", layers=["conv1"], maps="0-1", ascent=Ascent(steps=8), log=lambda *a: None)
+    layer_oip(folder / "digits", layers=["conv1"], maps=[0, 1], ascent=Ascent(steps=8), log=lambda *a: None)
     untrained_run(folder / "fashion", "fashion-mnist")
     (folder / "notes").mkdir()  # not a run: no config, no weights
     return folder
@@ -146,8 +146,8 @@ def test_map_detail_gives_the_top_test_images_and_the_stored_oip(client, digits,
     ("get", "/api/runs/%2e%2e/test", {}, 404, ""),
     ("get", "/api/runs/digits/test?pick=all", {}, 422, "pick"),
     ("get", "/api/runs/digits/test?pick=index&index=-1", {}, 422, "index"),
-    ("get", "/api/runs/digits/test?pick=index&index=99999", {}, 400, "index must be between"),
-    ("get", "/api/runs/digits/test?pick=class&label=12", {}, 400, "label"),
+    ("get", "/api/runs/digits/test?pick=index&index=99999", {}, 400, "test image 99999 is out of range"),
+    ("get", "/api/runs/digits/test?pick=class&label=12", {}, 400, "unknown class '12'"),
     ("get", "/api/runs/digits/maps/conv1/32", {}, 400, "map must be between 0 and 31"),
     ("get", "/api/runs/digits/maps/dense1/0", {}, 400, "unknown layer"),
     ("get", "/api/runs/digits/maps/..%2Fx/0", {}, 404, ""),

@@ -14,9 +14,9 @@ from conftest import untrained_run
 
 from convlens import runs
 from convlens.data import load_dataset
-from convlens.report_job import report_job
+from convlens.jobs.report import report
 from convlens.training import predict
-from convlens.web.harness import (DIGIT_STROKES, chromium_available, chromium_page, draw_with_mouse, running_server,
+from harness import (DIGIT_STROKES, chromium_available, chromium_page, draw_with_mouse, running_server,
                                   wait_until_idle)
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (make test installs it)")
@@ -113,7 +113,7 @@ def test_switching_to_a_fashion_run_shows_its_class_names(page):
 def test_the_report_renders_in_chromium(mnist_run, artifacts, tmp_path):
     run = tmp_path / "fast-mnist"
     shutil.copytree(mnist_run, run)
-    path = report_job(run, log=lambda *a: None)
+    path = report(run, log=lambda *a: None)
     with chromium_page(1400, 900) as page:
         page.goto(path.as_uri())
         images = page.evaluate("[...document.images].map(i => i.naturalWidth)")

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..inspect.filters import conv_weight
-from ..inspect.hooks import conv_layers
-from ..inspect.maps import feature_maps
+from ..inspection.filters import conv_weight
+from ..inspection.maps import feature_maps
+from ..layers import LayerTable, layer_table
 from ..training import predict
 from .similarity import gram, kernel_similarity, linear_cka, map_correlation, match
 
@@ -58,19 +58,20 @@ class Comparison:
                 "cka": {"layers": self.cka_layers, "matrix": self.cka.tolist()}, **self.extra}
 
 
-def representation_layers(model: nn.Module) -> list[str]:
-    """Return the layers CKA compares: every top-level layer but flatten and dropout (which copy their input)."""
-    return [n for n, m in model.named_children() if not isinstance(m, (nn.Flatten, nn.Dropout))]
+def representation_layers(table: LayerTable) -> list[str]:
+    """Return the layers CKA compares: every layer but flatten and dropout (which copy their input)."""
+    return [layer.name for layer in table if layer.kind not in ("flatten", "dropout")]
 
 
 @torch.no_grad()
 def compare_models(a: nn.Module, b: nn.Module, images: torch.Tensor) -> Comparison:
-    """Return every similarity measure between two models of the same architecture on images (N, 1, 28, 28)."""
-    layers = representation_layers(a)
+    """Return every similarity measure between two models of the same architecture on images (N, C, H, W)."""
+    table = layer_table(a, tuple(images.shape[1:]))
+    layers = representation_layers(table)
     maps_a = feature_maps(a, images, layers)
     maps_b = maps_a if b is a else feature_maps(b, images, layers)  # the self baseline needs one pass
     matches = []
-    for i, layer in enumerate(conv_layers(a)):
+    for i, layer in enumerate(table.convs):
         corr = map_correlation(maps_a[layer], maps_b[layer])
         matched = match(corr)
         m = LayerMatch(layer, corr, matched, corr[torch.arange(len(matched)), matched],

@@ -1,4 +1,4 @@
-"""Why this answer: attributions through Captum, made readable and checked for 28x28 grayscale models.
+"""Why this answer: attributions through Captum, made readable and checked; any input size and colour.
 
     methods.py  the methods by name (saliency, ig, gradcam, occlusion, guided-backprop), batched
     sanity.py   Adebayo et al.'s cascading randomisation: does a map depend on the model at all?

@@ -12,6 +12,8 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from ..inspection.hooks import layer_module
+from ..layers import layer_table
 from .methods import attribute
 
 
@@ -27,9 +29,9 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp(min=1e-12)
 
 
-def weighted_layers(model: nn.Module) -> list[str]:
-    """Return the top-level layers with weights, from the output back to the input."""
-    return [n for n, m in reversed(list(model.named_children())) if any(True for _ in m.parameters())]
+def weighted_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
+    """Return the layers with weights, from the output back to the input."""
+    return list(reversed(layer_table(model, input_shape).weighted))
 
 
 def cascading_randomisation(model: nn.Module, x: torch.Tensor, target: torch.Tensor, methods: list[str],
@@ -39,13 +41,13 @@ def cascading_randomisation(model: nn.Module, x: torch.Tensor, target: torch.Ten
     Stage k has the top k weighted layers re-initialised (cumulatively, as in the paper); values are
     means over the images. Absolute values are compared because a sign flip is still the same evidence.
     """
-    layers = weighted_layers(model)
+    layers = weighted_layers(model, tuple(x.shape[1:]))
     original = {m: attribute(model, x, target, m, **options).maps.abs() for m in methods}
     randomised = copy.deepcopy(model)
     torch.manual_seed(seed)
     result = {"layers": layers, "methods": {m: [] for m in methods}, "maps": {m: [original[m]] for m in methods}}
     for name in layers:
-        for module in getattr(randomised, name).modules():
+        for module in layer_module(randomised, name).modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         for m in methods:

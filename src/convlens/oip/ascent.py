@@ -27,12 +27,12 @@ class Ascent:
     precursor: int = 0  # side of a coarse first stage (e.g. 14), upscaled and refined; 0 for none
     precursor_share: float = 0.5  # share of the steps spent at the precursor's resolution
     soft: float = 0.3  # soft ReLU gradients with this temperature for the first half of the steps; 0 for exact ones
-    seed: int = 0  # seeds the jitter shifts; the start images carry their own seed
+    seed: int = 0  # seeds the noise starts and the jitter shifts: the same seed gives the same OIPs
 
 
 @dataclass
 class AscentResult:
-    images: torch.Tensor  # (B, 1, 28, 28) in [0, 1]
+    images: torch.Tensor  # (B, C, H, W) in [0, 1]
     start: torch.Tensor  # (B,) objective at the start image
     final: torch.Tensor  # (B,) objective at the result, unshifted
     pre_final: torch.Tensor  # (B,) the same on the pre-activation: how far from firing a silent map stayed
@@ -73,16 +73,54 @@ def _unit(g: torch.Tensor) -> torch.Tensor:
     return g / (g.pow(2).mean(dim=tuple(range(1, g.dim())), keepdim=True).sqrt() + 1e-12)
 
 
-def _jitter(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
-    if shift <= 0:
-        return x
-    dy, dx = torch.randint(-shift, shift + 1, (2,), generator=g).tolist()
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+class Jitter:
+    """A transform: shift the image by up to `shift` pixels each step (Lucent's `jitter`), so no single pixel grid wins."""
+
+    def __init__(self, shift: int, generator: torch.Generator):
+        self.shift, self.generator = shift, generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        dy, dx = torch.randint(-self.shift, self.shift + 1, (2,), generator=self.generator).tolist()
+        return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Return each image's summed absolute difference between neighbouring pixels, (B,)."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().sum((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().sum((1, 2, 3))
+
+
+class Penalty:
+    """A term the ascent moves away from: `weight` times its unit-RMS gradient is subtracted from each step.
+
+    Penalties compose as a list, like Lucent's objectives; a new one is a subclass with `gradient`.
+    """
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def gradient(self, p: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TotalVariation(Penalty):
+    """Smoother OIPs: penalise differences between neighbouring pixels."""
+
+    def gradient(self, p, anchor):
+        p = p.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(total_variation(p).sum(), p)
+        return grad
+
+
+class Distance(Penalty):
+    """Sparser OIPs, or class OIPs near the data: pull towards the anchor image (black unless given)."""
+
+    def gradient(self, p, anchor):
+        return p.detach() - anchor
+
+
+def penalties(ascent: "Ascent") -> list[Penalty]:
+    """Return the penalty terms an Ascent's settings switch on."""
+    return [term for term in (TotalVariation(ascent.tv), Distance(ascent.l2)) if term.weight]
 
 
 def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -100,7 +138,7 @@ def _stages(a: Ascent, size: int) -> list[tuple[int, int]]:
 
 
 def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch.Tensor | None = None) -> AscentResult:
-    """Return the images reached by ascending `target` from `start` (B, 1, H, W).
+    """Return the images reached by ascending `target` from `start` (B, C, H, W).
 
     target(x) returns (objective, pre_objective), both (B,). An element whose objective is zero,
     a map silent for the whole image, climbs its pre-objective instead until it fires, then the
@@ -116,23 +154,24 @@ def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch
     anchor = torch.zeros_like(start) if anchor is None else anchor
     with torch.no_grad():
         start_value, _ = target(start)
-    shifts = torch.Generator().manual_seed(ascent.seed)
+    transforms = [Jitter(ascent.jitter, torch.Generator().manual_seed(ascent.seed))] if ascent.jitter > 0 else []
+    terms = penalties(ascent)
     x, step = start.detach(), 0
     for side, n in _stages(ascent, size):
         p, goal = _resize(x, side).detach(), _resize(anchor, side)
         for _ in range(n):
             p.requires_grad_(True)
             soft = ascent.soft if step < ascent.steps // 2 else 0.0
+            seen = _resize(p, size)
+            for transform in transforms:
+                seen = transform(seen)
             with soft_relu_gradients(target.model, soft):
-                act, pre = target(_jitter(_resize(p, size), ascent.jitter, shifts))
+                act, pre = target(seen)
             score = torch.where(act > 0, act, pre)
             (grad,) = torch.autograd.grad(score.sum(), p)
             direction = _unit(grad)
-            if ascent.tv:
-                (tv_grad,) = torch.autograd.grad(total_variation(p).sum(), p)
-                direction -= ascent.tv * _unit(tv_grad)
-            if ascent.l2:
-                direction -= ascent.l2 * _unit(p.detach() - goal)
+            for term in terms:
+                direction -= term.weight * _unit(term.gradient(p, goal))
             lr = ascent.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(ascent.steps, 1))))
             p = (p.detach() + lr * direction).clamp_(0.0, 1.0)
             step += 1

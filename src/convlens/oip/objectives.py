@@ -1,6 +1,6 @@
 """What an OIP search maximises: one number per batch element, on the activation and the pre-activation.
 
-A target maps images (B, 1, 28, 28) to (objective, pre_objective), both (B,). Element b is scored on
+A target maps images (B, C, H, W) to (objective, pre_objective), both (B,). Element b is scored on
 its own map or class, so a whole layer is one batch. The pre-objective is the same reduction before
 the ReLU: where a map is zero everywhere, its gradient is zero too, but the pre-activation still
 says which way is up.
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..inspect.hooks import forward_until, layer_module, require_conv_layer
-from ..inspect.maps import iter_maps
-from ..models import Block
+from ..inspection.hooks import forward_until
+from ..inspection.maps import iter_maps
+from ..layers import LayerTable
 
 
 def _center(maps: torch.Tensor) -> torch.Tensor:
@@ -36,26 +36,17 @@ def _reducer(objective: str):
     return OBJECTIVES[objective]
 
 
-def pre_activation_name(model: nn.Module, layer: str) -> str | None:
-    """Return the name of the module whose output is the layer's pre-activation, or None if unknown."""
-    block = layer_module(model, layer)
-    if not isinstance(block, Block):
-        return None
-    parts = dict(block.named_children())
-    return f"{layer}.bn" if "bn" in parts else f"{layer}.conv"
-
-
 class LayerTarget:
     """Objective of map `maps[b]` of a conv layer for batch element b."""
 
-    def __init__(self, model: nn.Module, layer: str, maps: torch.Tensor, objective: str = "mean"):
-        require_conv_layer(model, layer, "OIPs are searched for conv layers")
+    def __init__(self, model: nn.Module, table: LayerTable, layer: str, maps: torch.Tensor, objective: str = "mean"):
+        table.require(layer, "conv", "OIPs are searched for conv layers")
         self.model, self.layer, self.maps = model, layer, maps
         self.reduce = _reducer(objective)
         # A silent map climbs towards its unit closest to firing: the mean pre-activation would
         # push an edge detector whose weights sum below zero to a black image, where it stays dead.
         self.reduce_pre = _center if objective == "center" else OBJECTIVES["max"]
-        self.pre_name = pre_activation_name(model, layer)
+        self.pre_name = table[layer].pre_activation
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         names = [self.layer] + ([self.pre_name] if self.pre_name else [])

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..inspect.filters import conv_weight
-from ..inspect.hooks import layer_module, require_conv_layer
-from ..models import Block
+from ..inspection.filters import conv_weight
+from ..layers import LayerTable, layer_table
 from .ascent import Ascent, ascend
 from .noise import multiscale_noise
 from .objectives import LayerTarget, LogitTarget
@@ -26,7 +25,7 @@ class OIPs:
     layer: str  # a conv layer, or "logits" for class OIPs
     objective: str  # mean, center or max; "logit" for class OIPs
     index: list[int]  # the maps (or classes) searched, in order
-    images: torch.Tensor  # (M, K, 28, 28): K starts per map
+    images: torch.Tensor  # (M, K, C, H, W): K starts per map
     activation: torch.Tensor  # (M, K) objective reached
     start: torch.Tensor  # (M, K) objective at the start image
     pre_final: torch.Tensor  # (M, K) pre-activation objective reached
@@ -54,7 +53,7 @@ class OIPs:
 
     @property
     def best(self) -> torch.Tensor:
-        """(M, 28, 28) each map's strongest OIP."""
+        """(M, C, H, W) each map's strongest OIP."""
         return self.images[torch.arange(len(self.index)), self.best_start]
 
     def similarity(self) -> torch.Tensor:
@@ -84,58 +83,59 @@ def _frozen(model: nn.Module):
         model.train(was_training)
 
 
-def _starts(count: int, starts: int, seed: int) -> torch.Tensor:
+def _starts(count: int, starts: int, seed: int, shape: tuple[int, int, int]) -> torch.Tensor:
     if starts < 1:
-        raise UserError(f"--starts must be at least 1 (got {starts})")
-    return multiscale_noise(starts, seed=seed).repeat(count, 1, 1, 1)  # element m*K + k starts from noise k
+        raise UserError(f"starts must be at least 1 (got {starts})")
+    return multiscale_noise(starts, seed=seed, shape=shape).repeat(count, 1, 1, 1)  # element m*K + k starts from noise k
 
 
 def _collect(layer, objective, index, result, starts: int) -> OIPs:
     m = len(index)
-    return OIPs(layer=layer, objective=objective, index=list(index), images=result.images.reshape(m, starts, *result.images.shape[-2:]),
+    return OIPs(layer=layer, objective=objective, index=list(index), images=result.images.reshape(m, starts, *result.images.shape[-3:]),
                 activation=result.final.reshape(m, starts), start=result.start.reshape(m, starts),
                 pre_final=result.pre_final.reshape(m, starts), steps=result.steps, seconds=result.seconds)
 
 
-def channel_count(model: nn.Module, layer: str) -> int:
-    """Return the number of maps of a conv layer."""
-    return conv_weight(model, layer)[0].shape[0]
-
-
 def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, objective: str = "mean",
-               starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0) -> OIPs:
-    """Return the OIPs of a conv layer's maps (default: all), found in one batched search."""
-    require_conv_layer(model, layer, "OIPs are searched for conv layers")
-    channels = channel_count(model, layer)
+               starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0,
+               input_shape: tuple[int, int, int] | None = None) -> OIPs:
+    """Return the OIPs of a conv layer's maps (default: all), found in one batched search.
+
+    input_shape (C, H, W) is needed only for a model that does not record its own.
+    """
+    table = layer_table(model, input_shape)
+    channels = table.require(layer, "conv", "OIPs are searched for conv layers").channels
     maps = list(range(channels)) if maps is None else list(maps)
     if not maps or min(maps) < 0 or max(maps) >= channels:
         raise UserError(f"maps of {layer} are 0-{channels - 1}; got {min(maps, default='none')}-{max(maps, default='none')}")
     with _frozen(model):
-        target = LayerTarget(model, layer, torch.tensor(maps).repeat_interleave(starts), objective)
-        result = ascend(target, _starts(len(maps), starts, seed), ascent)
+        target = LayerTarget(model, table, layer, torch.tensor(maps).repeat_interleave(starts), objective)
+        result = ascend(target, _starts(len(maps), starts, seed, table.input_shape), ascent)
     return _collect(layer, objective, maps, result, starts)
 
 
 def class_oips(model: nn.Module, classes: list[int], starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0,
-               anchors: torch.Tensor | None = None) -> OIPs:
+               anchors: torch.Tensor | None = None, input_shape: tuple[int, int, int] | None = None) -> OIPs:
     """Return, per class, the input that maximises its logit: what makes a '4' a '4' to the network.
 
-    anchors (C, 28, 28), e.g. the class-mean images, with ascent.l2 > 0 keep each OIP near them,
-    a simple pull towards the data manifold.
+    anchors (classes, C, H, W), e.g. the class-mean images, with ascent.l2 > 0 keep each OIP near
+    them, a simple pull towards the data manifold.
     """
+    table = layer_table(model, input_shape)
     with _frozen(model):
         target = LogitTarget(model, torch.tensor(classes).repeat_interleave(starts))
-        anchor = None if anchors is None else anchors[:, None].repeat_interleave(starts, 0)
-        result = ascend(target, _starts(len(classes), starts, seed), ascent, anchor)
+        anchor = None if anchors is None else anchors.repeat_interleave(starts, 0)
+        result = ascend(target, _starts(len(classes), starts, seed, table.input_shape), ascent, anchor)
     return _collect("logits", "logit", classes, result, starts)
 
 
 def dead_reason(model: nn.Module, layer: str, map_index: int, pre_best: float, steps: int, starts: int) -> str:
     """Return why a map never fired: a proof where one exists (a first layer on the raw image), else the evidence."""
-    module = layer_module(model, layer)
-    first = next(iter(model.children()), None) is module
-    if first and isinstance(module, Block) and "bn" not in dict(module.named_children()):
-        w, b = module.conv.weight[map_index], module.conv.bias
+    table = layer_table(model)
+    first_conv = table.convs[:1] == [layer] and table.layers[0].name == layer
+    if first_conv and (table[layer].pre_activation or "").endswith(".conv"):  # a conv on the raw image, no batch norm
+        w, b = conv_weight(model, layer)
+        w = w[map_index]
         ceiling = w.clamp(min=0).sum().item() + (b[map_index].item() if b is not None else 0.0)
         if ceiling <= 0:
             return (f"dead for every input: with pixels in [0, 1] its pre-activation is at most "

@@ -226,12 +226,12 @@ def serve(path: Path, host: str = "127.0.0.1", port: int = 8000, log=print) -> N
     import uvicorn
 
     if not 0 < port < 65536:
-        raise UserError(f"--port {port} must be between 1 and 65535")
+        raise UserError(f"port {port} must be between 1 and 65535")
     folder, first = resolve_folder(path)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else ["*"]
     app = create_app(folder, first, allowed_hosts=hosts)
     log(f"serving the runs in {folder} at http://{'127.0.0.1' if loopback else host}:{port}/  (Ctrl-C stops)")
     if not loopback:
-        log(f"[yellow]--host {host} makes the page reachable from other machines; it has no login[/]")
+        log(f"[yellow]listening on {host} makes the page reachable from other machines; it has no login[/]")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -4,7 +4,8 @@ MNIST's digits were fitted into a 20x20 box (aspect kept, anti-aliased) and then
 their centre of mass sits at pixel (14, 14) of the 28x28 field: measured on the test set, the mean
 centre of mass is (13.99, 14.01) and 99.8% of digits are exactly 20 pixels on their longer side.
 A digit drawn anywhere on a canvas, at any size, must look like that before the model sees it.
-Fashion-MNIST's pictures fill the field instead, so they are fitted into the whole 28x28.
+Fashion-MNIST's pictures fill the field instead, so they are fitted into the whole image. Models of
+another input size get the same geometry scaled to their side.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from ..data import MNIST_SIZE
 from ..errors import UserError
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a photo of one digit needs far less; bounds decoding work
 MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding
+MNIST_INK_BOX = 20  # side of the square MNIST's digits were fitted into, inside the 28x28 image
 INK_THRESHOLD = 0.1  # share of the brightest pixel below which a pixel counts as background
 
 
@@ -62,16 +65,15 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def mnist_style(pixels: torch.Tensor, box: int = 20, size: int = 28) -> torch.Tensor:
-    """Return grey levels (H, W) as (size, size): ink fitted into a box x box square, centre of mass centred.
-
-    An image without ink comes back black.
+def mnist_style(pixels: torch.Tensor, size: int = MNIST_SIZE) -> torch.Tensor:
+    """Return grey levels (H, W) as (size, size): ink fitted into MNIST_INK_BOX / MNIST_SIZE of the side (MNIST's 20x20
+    box in 28x28), centre of mass centred. An image without ink comes back black.
     """
-    fitted = _fit_ink(pixels, box)
+    fitted = _fit_ink(pixels, round(size * MNIST_INK_BOX / MNIST_SIZE))
     return torch.zeros(size, size) if fitted is None else _place_by_centre_of_mass(fitted, size)
 
 
-def fit_whole(pixels: torch.Tensor, size: int = 28) -> torch.Tensor:
+def fit_whole(pixels: torch.Tensor, size: int = MNIST_SIZE) -> torch.Tensor:
     """Return grey levels (H, W) as (size, size): the picture fitted into the field, centred, aspect kept."""
     fitted = _fit_ink(pixels, size)
     out = torch.zeros(size, size)
@@ -91,7 +93,7 @@ def preprocessor_for(dataset: str) -> str:
 
 
 def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
-    """Return grey levels in [0, 1] as uint8 (28, 28), the data sets' own type."""
+    """Return grey levels in [0, 1] as uint8, the data sets' own type."""
     return (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
 
 

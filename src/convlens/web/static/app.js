@@ -156,11 +156,17 @@ async function show(result) {
 }
 
 function drawInput(result) {
-  const pixels = decode(result.image), image = new ImageData(28, 28);
-  for (let i = 0; i < 784; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
-  $("input28").getContext("2d").putImageData(image, 0, 0);
-  const signed = new Int8Array(decode(result.attribution.data).buffer), overlay = new ImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
+  // The image the model saw: grey (H, W) bytes, or colour (C, H, W); sized from the run's input shape.
+  const [channels, height, width] = state.info.input_shape, size = height * width;
+  const pixels = decode(result.image), image = new ImageData(width, height);
+  for (let i = 0; i < size; i++) {
+    const rgb = channels === 3 ? [pixels[i], pixels[size + i], pixels[2 * size + i]] : [pixels[i], pixels[i], pixels[i]];
+    image.data.set([...rgb, 255], i * 4);
+  }
+  for (const id of ["model-input", "overlay"]) Object.assign($(id), {width, height});
+  $("model-input").getContext("2d").putImageData(image, 0, 0);
+  const signed = new Int8Array(decode(result.attribution.data).buffer), overlay = new ImageData(width, height);
+  for (let i = 0; i < size; i++) {
     const v = signed[i] / 127;
     overlay.data.set(v >= 0 ? [255, 40, 40, 230 * v] : [40, 110, 255, -230 * v], i * 4);
   }

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from .inspect_figures import _off
+from .inspect_figures import _off, picture
 
 
 def kernel_pairs_figure(wa: torch.Tensor, wb: torch.Tensor, matched: torch.Tensor, cosine: torch.Tensor,
@@ -32,12 +32,12 @@ def kernel_pairs_figure(wa: torch.Tensor, wb: torch.Tensor, matched: torch.Tenso
 
 def oip_pairs_figure(oa: torch.Tensor, ob: torch.Tensor, matched: torch.Tensor, corr: torch.Tensor, layer: str,
                      names: tuple[str, str], show: int = 16) -> Figure:
-    """Return the OIPs (M, 28, 28) of A's maps above those of their matches in B, most similar maps first."""
+    """Return the OIPs (M, C, H, W) of A's maps above those of their matches in B, most similar maps first."""
     order = torch.argsort(corr, descending=True)[:show]
     fig, axes = plt.subplots(2, len(order), figsize=(len(order) * 0.75 + 1.0, 2.2), squeeze=False)
     for col, i in enumerate(order.tolist()):
         for row, (o, k) in enumerate(((oa, i), (ob, matched[i].item()))):
-            axes[row, col].imshow(o[k].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[row, col].imshow(picture(o[k]), cmap="gray", vmin=0, vmax=1)
             _off(axes[row, col])
             axes[row, col].set_title(str(k), fontsize=6, pad=1)
         axes[1, col].set_xlabel(f"r={corr[i]:.2f}", fontsize=6)

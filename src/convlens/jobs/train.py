@@ -1,18 +1,18 @@
-"""Run-level jobs that tie training, evaluation and drawing together: what `train` and `eval` do.
+"""Train and evaluate a run folder: what `convlens train` and `convlens eval` do.
 
-train.py stays free of drawing; this module writes the plots and metrics a run folder holds.
+training.py stays free of drawing; this module writes the plots and metrics a run folder holds.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import runs
-from .config import RunConfig
-from .data import Dataset, load_dataset
-from .distributed import current_world
-from .report import figures
-from .training import TrainResult, evaluate, most_confused, train
+from .. import runs
+from ..config import RunConfig
+from ..data import Dataset, load_dataset
+from ..distributed import current_world
+from ..draw import figures
+from ..training import TrainResult, evaluate, most_confused, train
 
 
 def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -23,17 +23,17 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
     result: TrainResult = train(config, out=out, resume=resume, progress=progress)
     if not current_world().is_main:
         return {}
-    figures.save(figures.curves(result.history), Path(out) / "plots" / "curves.png")
+    figures.save(figures.curves(result.history), Path(out) / runs.PLOTS / runs.CURVES)
     return evaluate_run(out, dataset=result.dataset, model=result.model)
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, model=None) -> dict:
     """Evaluate a run on a test set; write metrics.json, plots/confusion.png and plots/misclassified.png."""
     run_dir = Path(run_dir)
-    config = runs.read_config(run_dir)
-    model = model if model is not None else runs.load_run(run_dir).model
+    run = runs.Run(run_dir)
+    model = model if model is not None else run.model
     if not isinstance(dataset, Dataset):
-        dataset = load_dataset(dataset or config.data.dataset)
+        dataset = run.dataset if dataset is None else load_dataset(dataset)
     device = next(model.parameters()).device
     result = evaluate(model, dataset.test_images, dataset.test_labels, num_classes=dataset.num_classes, device=device)
     names = dataset.class_names
@@ -46,10 +46,8 @@ def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, mode
         "most_confused": most_confused(result["confusion_matrix"], names),
     }
     runs.write_json(run_dir / runs.METRICS, metrics)
-    plots = run_dir / "plots"
-    figures.save(figures.confusion(result["confusion_matrix"], names), plots / "confusion.png")
-    figures.save(
-        figures.misclassified(dataset.test_images, dataset.test_labels, result["predictions"], names),
-        plots / "misclassified.png",
-    )
+    plots = run_dir / runs.PLOTS
+    figures.save(figures.confusion(result["confusion_matrix"], names), plots / runs.CONFUSION)
+    figures.save(figures.misclassified(dataset.test_images, dataset.test_labels, result["predictions"], names),
+                 plots / runs.MISCLASSIFIED)
     return metrics

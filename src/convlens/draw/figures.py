@@ -87,17 +87,18 @@ def misclassified(images_u8, labels, predictions, class_names, limit: int = 50) 
     return gallery(np.asarray(images_u8)[wrong], titles, suptitle=f"misclassified: pred (true), first {len(wrong)}")
 
 
-def architecture(rows, title: str = "") -> Figure:
-    """Return parameters per layer (bars) beside the receptive field each layer's units see (line)."""
+def architecture(table, title: str = "") -> Figure:
+    """Return parameters per layer (bars) beside the receptive field each layer's units see (line), from a layer table."""
+    rows, side = table.layers, table.input_shape[-1]
     names = [r.name for r in rows]
     fig, (ax, rf) = plt.subplots(1, 2, figsize=(12, 3.6))
     ax.bar(names, [r.params for r in rows], color="tab:blue")
     ax.set(title=f"parameters per layer ({sum(r.params for r in rows):,} in all)", yscale="symlog")
     for i, r in enumerate(rows):
         ax.text(i, max(r.params, 1), f"{r.params:,}", ha="center", va="bottom", fontsize=7)
-    rf.plot(names, [r.receptive_field for r in rows], "o-", color="tab:orange")
-    rf.axhline(28, color="0.6", ls="--", lw=1)
-    rf.set(title="receptive field: input pixels one unit sees (side)", ylim=(0, 30))
+    rf.plot(names, [r.field.size for r in rows], "o-", color="tab:orange")
+    rf.axhline(side, color="0.6", ls="--", lw=1)  # the whole image
+    rf.set(title="receptive field: input pixels one unit sees (side)", ylim=(0, side + 2))
     for a in (ax, rf):
         a.tick_params(axis="x", rotation=45)
         a.grid(alpha=0.3)

@@ -1,6 +1,7 @@
 """Feature maps, class-mean patterns, separating maps and the top-activating examples of each map.
 
-All functions take float images (N, 1, 28, 28) in [0, 1] and return tensors; none draws.
+All functions take float images (N, C, H, W) in [0, 1] and return tensors; none draws. Layers are
+named as in the model's layer table (layers.py); the default is every map layer.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models import extend_field, window
+from ..layers import layer_table
 from ..speed import INFERENCE_BATCH as BATCH
-from .hooks import capture, map_layers, resolve_layers
+from .hooks import capture
 
 
 def _as_maps(t: torch.Tensor) -> torch.Tensor:
@@ -24,7 +25,7 @@ def _as_maps(t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Return {layer: maps (B, C, H, W)} for the images; default: every map layer in forward order."""
-    layers = layers or map_layers(model)
+    layers = layers or layer_table(model, tuple(images.shape[1:])).map_layers
     was_training = model.training
     model.eval()
     try:
@@ -100,7 +101,7 @@ class TopActivations:
 def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int = 9, batch_size: int = BATCH) -> TopActivations:
     """Return, for every map of a layer, the k images with the highest activation anywhere in the map."""
     if not 1 <= k <= len(images):
-        raise UserError(f"--k must be between 1 and the number of images ({len(images)})")
+        raise UserError(f"k must be between 1 and the number of images ({len(images)})")
     best_v = best_i = best_p = None
     for start, maps in iter_maps(model, images, layer, batch_size):
         b, c, h, w = maps.shape
@@ -116,29 +117,3 @@ def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int =
         best_v, best_i, best_p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
     positions = torch.stack([best_p // w, best_p % w], dim=2)
     return TopActivations(layer, best_v, best_i, positions)
-
-
-def field_geometry(model: nn.Module, layer: str) -> tuple[int, int, int]:
-    """Return (size, jump, offset) of the receptive field of one unit of a layer on the input.
-
-    Walks the sliding-window modules in registration order up to and including the layer, so it
-    holds for chain-like CNNs such as convlens's and the usual hand-written ones.
-    """
-    resolve_layers(model, [layer])
-    field, inside = (1, 1, 0), False
-    for name, module in model.named_modules():
-        belongs = name == layer or name.startswith(layer + ".")
-        if inside and not belongs:
-            break
-        inside = inside or belongs
-        if win := window(module):
-            field = extend_field(field, win)
-    return field
-
-
-def field_box(geometry: tuple[int, int, int], row: int, col: int, image_size: int = 28) -> tuple[int, int, int, int]:
-    """Return (top, left, bottom, right), exclusive, of the input pixels one map position sees, clipped to the image."""
-    size, jump, offset = geometry
-    top, left = offset + row * jump, offset + col * jump
-    clip = lambda v: max(0, min(image_size, v))  # noqa: E731
-    return clip(top), clip(left), clip(top + size), clip(left + size)

@@ -13,47 +13,45 @@ from pathlib import Path
 
 import torch
 
-from . import runs
-from .inspect import filters
-from .inspect.hooks import conv_layers, map_layers
-from .inspect.maps import feature_maps
-from .inspect_jobs import Opened
-from .models import summary
-from .report import figures
-from .report import inspect_figures as views
-from .report.html import Section, render
-from .workflows import evaluate_run
+from .. import runs
+from ..draw import figures
+from ..draw import inspect_figures as views
+from ..draw.html import Section, render
+from ..inspection import filters
+from ..inspection.maps import feature_maps
+from ..runs import Run
+from .train import evaluate_run
 
-# Sub-folders that inspections write, in the order of the articles: (folder, title, what it shows).
-ARTIFACTS = [
-    ("maps", "Feature maps you drew", "Figures written by convlens maps."),
-    ("kernels", "Kernels", "Figures written by convlens kernels: learned filters and, deeper, their norms."),
-    ("filters", "Classic filters against learned ones", "convlens filters-demo: Sobel, blur and friends beside conv1."),
-    ("patterns", "Class patterns", "convlens patterns: mean activity per class and the maps that separate two classes."),
-    ("top", "Top inputs", "convlens top: the test images that drive each map hardest, cropped to its receptive field."),
-    ("probe", "What each layer knows", "convlens probe: linear and nearest-centroid probes of every layer."),
-    ("oip", "OIPs", "convlens oip: the input that drives each map (or class) hardest, found by gradient ascent from noise."),
-    ("explain", "Attributions", "convlens explain: which pixels push towards the answer, by several methods (Captum)."),
-    ("errors", "Misclassification explorer", "convlens errors: misclassified images explained towards both classes."),
-]
+# What each inspection's sub-folder (runs.INSPECTIONS, in the order of the articles) shows: {folder: (title, intro)}.
+ARTIFACTS = {
+    "maps": ("Feature maps you drew", "Figures written by convlens maps."),
+    "kernels": ("Kernels", "Figures written by convlens kernels: learned filters and, deeper, their norms."),
+    "filters": ("Classic filters against learned ones", "convlens filters-demo: Sobel, blur and friends beside conv1."),
+    "patterns": ("Class patterns", "convlens patterns: mean activity per class and the maps that separate two classes."),
+    "top": ("Top inputs", "convlens top: the test images that drive each map hardest, cropped to its receptive field."),
+    "probe": ("What each layer knows", "convlens probe: linear and nearest-centroid probes of every layer."),
+    "oip": ("OIPs", "convlens oip: the input that drives each map (or class) hardest, found by gradient ascent from noise."),
+    "explain": ("Attributions", "convlens explain: which pixels push towards the answer, by several methods (Captum)."),
+    "errors": ("Misclassification explorer", "convlens errors: misclassified images explained towards both classes."),
+}
 MAX_FIGURES_PER_SECTION = 12
 SAMPLE_CLASSES = (4, 9)  # the articles' pair: a "4" and a "9" look alike to the network
 
 
-def report_job(run_dir, out=None, log=print) -> Path:
+def report(run_dir: str | Path, out: str | Path | None = None, log=print) -> Path:
     """Write RUN/report.html (or `out`) and return its path."""
     run_dir = Path(run_dir)
-    o = Opened(run_dir, None, "")
-    config, model, history = o.run.config, o.model, o.run.history
+    o = Run(run_dir)
+    config, model, history = o.config, o.model, o.history
     # eval wrote metrics.json and its plots; a run without them is evaluated now, writing the same files.
-    metrics = o.run.metrics or evaluate_run(run_dir, dataset=o.dataset, model=model)
-    rows = summary(model)
+    metrics = o.metrics or evaluate_run(run_dir, dataset=o.dataset, model=model)
+    rows = o.layers.layers
     cards = [("test accuracy", f"{metrics['test_accuracy']:.2%}"), ("test loss", f"{metrics['test_loss']:.4f}"),
              ("data set", config.data.dataset), ("model", config.model.model),
              ("parameters", f"{sum(r.params for r in rows):,}"), ("epochs", str(len(history)))]
     sections = []
     if history:
-        curves = run_dir / "plots" / "curves.png"
+        curves = run_dir / runs.PLOTS / runs.CURVES
         sections.append(Section("Training", "training", "Loss and accuracy per epoch, training against validation, "
                                 "and the learning rate the schedule set.").figure(
             curves.read_bytes() if curves.is_file() else figures.curves(history), "curves", wide=True))
@@ -61,59 +59,60 @@ def report_job(run_dir, out=None, log=print) -> Path:
     log("drawing feature maps of sample images")
     sections.append(_maps_section(o))
     sections.append(_kernel_section(o))
-    for folder, title, intro in ARTIFACTS:
+    for folder in runs.INSPECTIONS:
+        title, intro = ARTIFACTS[folder]
         if pngs := sorted((run_dir / folder).glob("*.png")):
             sections.append(_artifact_section(folder, title, intro, pngs, run_dir))
     for compare_dir, comparison in _comparisons(run_dir):
         sections.append(_compare_section(compare_dir, comparison))
     sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.")
                     .table(["layer", "type", "output", "params", "receptive field", "jump"],
-                           [[r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", r.receptive_field,
-                             r.jump or "-"] for r in rows], numeric_from=3))
+                           [[r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", r.field.size,
+                             r.field.jump or "-"] for r in rows], numeric_from=3))
     sections.append(Section("Configuration", "config", "The resolved config this run was trained with (config.json).")
                     .pairs([(f"{section}.{name}", value) for section, fields in config.to_dict().items()
                             for name, value in fields.items()]))
     page = render(f"convlens report: {run_dir.name}", f"{config.model.model} on {config.data.dataset}, {run_dir}",
                   cards, sections)
-    path = Path(out) if out else run_dir / "report.html"
+    path = Path(out) if out else run_dir / runs.REPORT
     runs.atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
 
 
-def _test_section(run_dir: Path, o: Opened, metrics: dict) -> Section:
-    s = Section("Test set", "test", f"{len(o.labels):,} test images of {metrics['dataset']}; most confused "
+def _test_section(run_dir: Path, o: Run, metrics: dict) -> Section:
+    s = Section("Test set", "test", f"{len(o.test_labels):,} test images of {metrics['dataset']}; most confused "
                 "(true→predicted): " + ", ".join(f"{p['true']}→{p['pred']} ({p['count']})"
                                                  for p in metrics["most_confused"][:5]) + ".")
-    s.table(["class", "accuracy", "images"], [[name, f"{a:.2%}", int((o.labels == k).sum())]
+    s.table(["class", "accuracy", "images"], [[name, f"{a:.2%}", int((o.test_labels == k).sum())]
                                              for k, (name, a) in enumerate(metrics["per_class_accuracy"].items())])
-    plots = run_dir / "plots"
-    if (plots / "confusion.png").is_file():
-        s.figure((plots / "confusion.png").read_bytes(), "confusion matrix (rows: true class)")
+    plots = run_dir / runs.PLOTS
+    if (plots / runs.CONFUSION).is_file():
+        s.figure((plots / runs.CONFUSION).read_bytes(), "confusion matrix (rows: true class)")
     else:
-        s.figure(figures.confusion(metrics["confusion_matrix"], o.names), "confusion matrix (rows: true class)")
-    if (plots / "misclassified.png").is_file():
-        s.figure((plots / "misclassified.png").read_bytes(), "misclassified: predicted (true)", wide=True)
+        s.figure(figures.confusion(metrics["confusion_matrix"], o.class_names), "confusion matrix (rows: true class)")
+    if (plots / runs.MISCLASSIFIED).is_file():
+        s.figure((plots / runs.MISCLASSIFIED).read_bytes(), "misclassified: predicted (true)", wide=True)
     return s
 
 
-def _maps_section(o: Opened) -> Section:
-    picked = [int(torch.nonzero(o.labels == c).flatten()[0]) for c in SAMPLE_CLASSES
-              if c < len(o.names) and (o.labels == c).any()]
+def _maps_section(o: Run) -> Section:
+    picked = [int(torch.nonzero(o.test_labels == c).flatten()[0]) for c in SAMPLE_CLASSES
+              if c < len(o.class_names) and (o.test_labels == c).any()]
     s = Section("Feature maps", "maps", "Every map of every layer for the first test image of two classes, "
                 "one colour range per layer so strengths compare (convlens maps draws any images).")
-    maps = feature_maps(o.model, o.x[picked], map_layers(o.model))
-    titles = [f"#{i}: {o.names[o.labels[i]]}" for i in picked]
+    maps = feature_maps(o.model, o.test_inputs[picked], o.layers.map_layers)
+    titles = [f"#{i}: {o.class_names[o.test_labels[i]]}" for i in picked]
     for layer, m in maps.items():
-        s.figure(views.feature_map_figure(o.images_u8[picked], m, layer, titles), layer, wide=True)
+        s.figure(views.feature_map_figure(o.test_images[picked], m, layer, titles), layer, wide=True)
     return s
 
 
-def _kernel_section(o: Opened) -> Section:
-    first = conv_layers(o.model)[0]
+def _kernel_section(o: Run) -> Section:
+    first = o.layers.convs[0]
     weight, _ = filters.conv_weight(o.model, first)
     s = Section("First-layer kernels", "kernels-first", f"The learned {first} kernels, red positive, blue negative.")
-    if weight.shape[1] == 1:
-        return s.figure(views.conv1_kernels_figure(weight, first), f"{first} kernels")
+    if weight.shape[1] in (1, 3):
+        return s.figure(views.first_kernels_figure(weight, first), f"{first} kernels")
     return s.figure(views.deep_kernels_figure(weight, filters.kernel_norms(weight), first), f"{first} kernel norms")
 
 
@@ -123,8 +122,8 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
         s.figure(png.read_bytes(), str(png.relative_to(run_dir)), wide=True)
     if len(pngs) > MAX_FIGURES_PER_SECTION:
         s.text(f"{len(pngs) - MAX_FIGURES_PER_SECTION} more figures in {run_dir / folder}.")
-    if folder == "probe" and (run_dir / "probe" / "probe.json").is_file():
-        layers = runs.read_json(run_dir / "probe" / "probe.json")["layers"]
+    if folder == "probe" and (run_dir / folder / "probe.json").is_file():
+        layers = runs.read_json(run_dir / folder / "probe.json")["layers"]
         s.table(["layer", "features", "linear probe", "nearest centroid"],
                 [[n, f"{r['features']:,}", f"{r['linear']:.2%}", f"{r['centroid']:.2%}"] for n, r in layers.items()])
     return s

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from .inspect_figures import _off, _show_mosaic, mosaic
+from .inspect_figures import _off, _show_mosaic, mosaic, picture
 
 
 def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list[str] | None = None,
@@ -34,7 +34,7 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
             color = "black" if ratio >= 1 else "red"
         if reached[i] <= 0:
             text, color = f"{name}: -", "red"
-        ax.text(left + 14, top + 28.5, text, fontsize=4.6, ha="center", va="top", color=color)
+        ax.text(left + best.shape[-1] / 2, top + best.shape[-2] + 0.5, text, fontsize=4.6, ha="center", va="top", color=color)
     what = "class logit" if oips.layer == "logits" else f"{oips.objective} activation"
     extra = " (x: ratio to the best of the test images)" if best_test is not None else ""
     fig.suptitle(f"OIPs of {oips.layer}: {n} inputs found by gradient ascent; label: index: {what}{extra}", fontsize=10)
@@ -50,7 +50,7 @@ def oip_starts_figure(oips, show: int = 16) -> Figure:
     fig, axes = plt.subplots(show, k, figsize=(k * 0.9 + 1.6, show * 0.9 + 0.6), squeeze=False)
     for i in range(show):
         for j in range(k):
-            axes[i, j].imshow(oips.images[i, j].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[i, j].imshow(picture(oips.images[i, j]), cmap="gray", vmin=0, vmax=1)
             _off(axes[i, j])
         axes[i, 0].set_ylabel(f"{oips.index[i]}\nr={similarity[i]:.2f}", fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(f"{oips.layer}: {k} starts per map (r: mean correlation between them; 1 = one favourite pattern)",

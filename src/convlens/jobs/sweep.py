@@ -3,7 +3,7 @@
     convlens train --seeds 0,1,2 --grid lr=0.05,0.1 --grid batch-size=64,128   # 12 runs
 
 Each point trains into BASE-lr0.05-batch_size64-s0 and so on; folders that exist are refused
-before anything trains.
+before anything trains. The sweep writes BASE-sweep.json (one row per run) and BASE-sweep.png.
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import UserError
+from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ..draw import figures
+from ..errors import UserError
+from ..runs import write_json
+from . import Result
+from .train import train_run
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 MAX_RUNS = 256
@@ -33,39 +36,21 @@ class Point:
     out: Path
 
 
-def parse_grid(items: list[str]) -> dict[tuple[str, str], list]:
-    """Return {(section, field): values} from ['lr=0.05,0.1', 'batch-size=64,128']."""
-    fields = {f.name: (section, f.type) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
-    grid: dict[tuple[str, str], list] = {}
-    for item in items:
-        m = re.fullmatch(r"([a-z_-]+)=([^=]+)", item.strip())
-        if not m:
-            raise UserError(f"--grid '{item}' must be SETTING=V1,V2,..., e.g. lr=0.05,0.1")
-        name = m[1].replace("-", "_")
-        if name not in fields or name == "seed":
-            known = ", ".join(sorted(n.replace("_", "-") for n in fields if n != "seed"))
-            raise UserError(f"--grid: unknown setting '{m[1]}' (seeds go in --seeds); settings are: {known}")
-        section, kind = fields[name]
-        grid[(section, name)] = [_value(v.strip(), str(kind), m[1]) for v in m[2].split(",")]
-    return grid
+def settable_fields() -> dict[str, tuple[str, str]]:
+    """Return {field: (section, type name)} of every config field a sweep may vary (all but the seed)."""
+    return {f.name: (section, str(f.type)) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+            if f.name != "seed" and not str(f.type).startswith("tuple")}
 
 
-def _value(text: str, kind: str, name: str):
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            return {"true": True, "false": False}[text.lower()]
-    except (ValueError, KeyError):
-        raise UserError(f"--grid {name}: '{text}' is not a valid {kind}") from None
-    return text
-
-
-def points(base_config: RunConfig, base: Path, seeds: list[int] | None, grid: dict) -> list[Point]:
-    """Return every combination of grid values and seeds, each checked and given its folder."""
-    keys = list(grid)
+def points(base_config: RunConfig, base: Path, seeds: list[int] | None, grid: dict[str, list]) -> list[Point]:
+    """Return every combination of grid values ({field: values}) and seeds, each checked and given its folder."""
+    fields = settable_fields()
+    if unknown := [name for name in grid if name not in fields]:
+        raise UserError(f"unknown setting {', '.join(unknown)} (seeds are given apart); settings are: "
+                        f"{', '.join(sorted(fields))}")
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise UserError(f"the seeds must be distinct and at least one (got {seeds})")
+    keys = [(fields[name][0], name) for name in grid]
     combos = list(itertools.product(*grid.values())) if grid else [()]
     seed_list = seeds if seeds is not None else [None]
     if len(combos) * len(seed_list) > MAX_RUNS:
@@ -84,7 +69,7 @@ def points(base_config: RunConfig, base: Path, seeds: list[int] | None, grid: di
         suffix += f"-s{seed}" if seed is not None else ""
         result.append(Point(settings, base_config.replace(**sections), Path(f"{base}{suffix}")))
     if taken := [str(p.out) for p in result if p.out.exists()]:
-        raise UserError(f"{', '.join(taken)} already exist; choose another --out")
+        raise UserError(f"{', '.join(taken)} already exist; choose another base folder")
     return result
 
 
@@ -98,10 +83,8 @@ def default_jobs(config: RunConfig, runs: int) -> int:
 
 def run_points(sweep: list[Point], jobs: int, log=print) -> list[tuple[Point, dict]]:
     """Train every point, `jobs` at a time in separate processes; return (point, test metrics) in order."""
-    from .workflows import train_run
-
     if not 1 <= jobs <= 64:
-        raise UserError(f"--jobs {jobs} must be between 1 and 64")
+        raise UserError(f"{jobs} runs at once: it must be between 1 and 64")
     jobs = min(jobs, len(sweep))
     log(f"training {len(sweep)} runs, {jobs} at a time" + (f" in {jobs} processes" if jobs > 1 else ""))
     if jobs == 1:
@@ -116,7 +99,22 @@ def _train_point(config_dict: dict, out: str, threads: int) -> dict:
     """Worker: one run in its own process with its share of the cores."""
     import torch
 
-    from .workflows import train_run
-
     torch.set_num_threads(threads)
     return train_run(RunConfig.from_dict(config_dict), out, progress=False)
+
+
+def sweep(config: RunConfig, base: str | Path, seeds: list[int] | None = None, grid: dict[str, list] | None = None,
+          jobs: int | None = None, log=print) -> Result:
+    """Train one run per combination of grid values and seeds; write BASE-sweep.json and BASE-sweep.png.
+
+    Result.data["rows"] holds each run's settings, folder and test metrics, as the JSON file does.
+    """
+    grid = grid or {}
+    planned = points(config, Path(base), seeds, grid)
+    results = run_points(planned, jobs or default_jobs(config, len(planned)), log=log)
+    names = list(planned[0].settings)
+    rows = [point.settings | {"run": str(point.out), "test_accuracy": metrics["test_accuracy"],
+                              "test_loss": metrics["test_loss"]} for point, metrics in results]
+    table, chart = Path(f"{base}-sweep.json"), Path(f"{base}-sweep.png")
+    write_json(table, rows)
+    return Result([table, figures.save(figures.sweep(rows, names), chart)], {"settings": names, "rows": rows})

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models import WINDOW_TYPES, Block
 
 
 def resolve_layers(model: nn.Module, names: list[str] | tuple[str, ...]) -> dict[str, nn.Module]:
@@ -20,39 +19,6 @@ def resolve_layers(model: nn.Module, names: list[str] | tuple[str, ...]) -> dict
         known = ", ".join(n for n in modules if n and "." not in n) or ", ".join(n for n in modules if n)
         raise UserError(f"unknown layer {', '.join(map(repr, unknown))}; layers are: {known}")
     return {n: modules[n] for n in names}
-
-
-def map_layers(model: nn.Module) -> list[str]:
-    """Return the names of the layers whose outputs are feature maps (B, C, H, W), in forward order.
-
-    For convlens models these are the top-level conv blocks and pools (conv1 is the map after its
-    ReLU, as Keras shows it); for any other model, its Conv2d and pooling modules.
-    """
-    children = dict(model.named_children())
-    if any(isinstance(m, Block) for m in children.values()):
-        return [n for n, m in children.items() if _is_map_layer(m)]
-    return [n for n, m in model.named_modules() if isinstance(m, WINDOW_TYPES)]
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    """Return the names of the convolutional layers, in forward order."""
-    modules = dict(model.named_modules())
-    return [n for n in map_layers(model) if _is_conv(modules[n])]
-
-
-def require_conv_layer(model: nn.Module, layer: str, purpose: str) -> None:
-    """Raise UserError unless `layer` is a conv layer of the model; `purpose` says what needs one."""
-    convs = conv_layers(model)
-    if layer not in convs:
-        raise UserError(f"{purpose}; '{layer}' is not one of {', '.join(convs)}")
-
-
-def _is_conv(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) or (isinstance(m, Block) and isinstance(getattr(m, "conv", None), nn.Conv2d))
-
-
-def _is_map_layer(m: nn.Module) -> bool:
-    return _is_conv(m) or isinstance(m, WINDOW_TYPES)
 
 
 @contextmanager

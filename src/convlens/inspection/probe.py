@@ -54,11 +54,12 @@ def linear_probe_accuracy(train_f, train_y, test_f, test_y, num_classes: int, it
 
 
 def probe(model: nn.Module, train_images, train_labels, test_images, test_labels, layers: list[str],
-          num_classes: int | None = None) -> dict[str, dict]:
+          num_classes: int | None = None, log=lambda message: None) -> dict[str, dict]:
     """Return {layer: {'features', 'linear', 'centroid'}}: feature count and the two probe accuracies."""
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     result = {}
-    for layer in layers:  # one layer at a time keeps memory to one layer's features
+    for i, layer in enumerate(layers):  # one layer at a time keeps memory to one layer's features
+        log(f"probing {layer} ({i + 1}/{len(layers)})")
         tr = layer_features(model, train_images, layer)
         te = layer_features(model, test_images, layer)
         result[layer] = {

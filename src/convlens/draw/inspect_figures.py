@@ -1,6 +1,7 @@
 """Figures of what a model computes: feature maps, kernels, class patterns, top images, probes.
 
-Every function takes tensors from convlens.inspect and returns a matplotlib Figure.
+Every function takes tensors from convlens.inspection and returns a matplotlib Figure. Images are
+(H, W) grey or (C, H, W) with one or three channels; `picture` turns either into what imshow takes.
 """
 
 from __future__ import annotations
@@ -27,24 +28,36 @@ def _off(ax):
     ax.set_yticks([])
 
 
+def picture(image: torch.Tensor) -> np.ndarray:
+    """Return an image (H, W), (1, H, W) or (3, H, W) as imshow takes it: (H, W) grey or (H, W, 3) colour."""
+    if image.dim() == 3:
+        image = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    return image.float().numpy()
+
+
 def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Return tiles (N, h, w) laid out in a grid as one array, gaps NaN, and each tile's (top, left).
+    """Return tiles (N, h, w) or (N, C, h, w) laid out in a grid as one array, gaps NaN, and each tile's (top, left).
 
     One imshow of a mosaic replaces hundreds of axes: drawing 128 maps this way takes milliseconds
-    instead of seconds.
+    instead of seconds. Colour tiles give an (H, W, 3) canvas.
     """
-    n, h, w = tiles.shape
+    pictures = [picture(t) for t in tiles]
+    n, (h, w) = len(pictures), pictures[0].shape[:2]
     rows = math.ceil(n / cols)
-    canvas = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan, dtype=np.float32)
+    canvas = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, *pictures[0].shape[2:]), np.nan, dtype=np.float32)
     corners = []
     for i in range(n):
         top, left = (i // cols) * (h + pad), (i % cols) * (w + pad)
-        canvas[top : top + h, left : left + w] = tiles[i].numpy()
+        canvas[top : top + h, left : left + w] = pictures[i]
         corners.append((top, left))
     return canvas, corners
 
 
 def _show_mosaic(ax, canvas, cmap, vmin=None, vmax=None):
+    if canvas.ndim == 3:  # colour: scaled into [0, 1] by hand (imshow's vmin/vmax apply to one channel only), gaps white
+        lo = np.nanmin(canvas) if vmin is None else vmin
+        hi = np.nanmax(canvas) if vmax is None else vmax
+        canvas = np.nan_to_num((canvas - lo) / max(hi - lo, 1e-12), nan=1.0).clip(0, 1)
     cm = plt.get_cmap(cmap).with_extremes(bad="white")  # gaps between tiles
     im = ax.imshow(canvas, cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest")
     _off(ax)
@@ -62,7 +75,7 @@ def _stretch(maps: torch.Tensor) -> torch.Tensor:
 
 def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, titles: list[str],
                        cmap: str = "gray", scale: str = "layer") -> Figure:
-    """Return one layer's maps for several images side by side: images (B, 28, 28), maps (B, C, H, W).
+    """Return one layer's maps for several images side by side: images (B, [C,] H, W), maps (B, C, H, W).
 
     scale 'layer' gives all maps of the layer, across images too, one colour range, so strengths
     compare; 'map' stretches each map, so weak patterns show.
@@ -75,7 +88,7 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
                              height_ratios=[1, 3.2], squeeze=False)
     vmin, vmax = (maps.min().item(), maps.max().item()) if scale == "layer" else (0.0, 1.0)
     for j in range(b):
-        axes[0, j].imshow(images[j].numpy(), cmap="gray_r")
+        axes[0, j].imshow(picture(images[j]), cmap="gray_r")
         _off(axes[0, j])
         axes[0, j].set_title(titles[j], fontsize=9)
         tiles = maps[j] if scale == "layer" else _stretch(maps[j])
@@ -90,17 +103,19 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
     return fig
 
 
-def conv1_kernels_figure(weight: torch.Tensor, layer: str) -> Figure:
-    """Return every kernel of a one-input-channel conv layer as a small image, red positive, blue negative."""
-    o, _, kh, kw = weight.shape
+def first_kernels_figure(weight: torch.Tensor, layer: str) -> Figure:
+    """Return every kernel of a conv layer on the image as a small picture: grey kernels red positive, blue
+    negative; colour kernels in colour, grey meaning zero."""
+    o, c, kh, kw = weight.shape
     rows, cols = _grid_shape(o)
-    canvas, corners = mosaic(weight[:, 0], cols)
+    canvas, corners = mosaic(weight, cols)
     fig, ax = plt.subplots(figsize=(cols * 0.9, rows * 0.95 + 0.6))
     lim = weight.abs().max().item()
     im = _show_mosaic(ax, canvas, "RdBu_r", -lim, lim)
     for i, (top, left) in enumerate(corners):
         ax.text(left - 0.45, top - 0.45, str(i), fontsize=7, va="top")
-    ax.set_title(f"{layer}: {o} kernels of {kh}x{kw} (red > 0, blue < 0, one scale)")
+    what = "red > 0, blue < 0" if c == 1 else "RGB, grey = 0"
+    ax.set_title(f"{layer}: {o} kernels of {kh}x{kw} ({what}, one scale)")
     fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     return fig
@@ -164,26 +179,24 @@ def separation_figure(d: torch.Tensor, mean_maps: torch.Tensor, a: int, b: int, 
     return fig
 
 
-def top_figure(images_u8: torch.Tensor, top, geometry, maps: list[int], layer: str) -> Figure:
+def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str) -> Figure:
     """Return, for each map, its top images as receptive-field crops and as whole images with the field outlined."""
-    from ..inspect.maps import field_box
-
     k = top.indices.shape[1]
-    size = geometry[0]
-    side = min(size, 28)
-    crops = torch.full((len(maps) * k, side, side), float("nan"))
-    wholes = torch.zeros(len(maps) * k, 28, 28)
+    channels, height, width = (1, *images_u8.shape[1:]) if images_u8.dim() == 3 else images_u8.shape[1:]
+    side = min(field.size, height)
+    crops = torch.full((len(maps) * k, channels, side, side), float("nan"))
+    wholes = torch.zeros(len(maps) * k, channels, height, width)
     boxes = []
     for r, m in enumerate(maps):
         for j in range(k):
             idx, (row, col) = top.indices[m, j].item(), top.positions[m, j].tolist()
-            t, l, bt, rt = field_box(geometry, row, col)
-            img = images_u8[idx].float()
-            crops[r * k + j, : bt - t, : rt - l] = img[t:bt, l:rt]
+            t, l, bt, rt = field.box(row, col, height)
+            img = images_u8[idx].float().reshape(channels, height, width)
+            crops[r * k + j, :, : bt - t, : rt - l] = img[:, t:bt, l:rt]
             wholes[r * k + j] = img
             boxes.append((t, l, bt, rt))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(k * 1.9, len(maps) * 1.0 + 0.8))
-    crop_canvas, crop_corners = mosaic(crops, k, pad=2)
+    crop_canvas, _ = mosaic(crops, k, pad=2)
     whole_canvas, whole_corners = mosaic(wholes, k, pad=2)
     _show_mosaic(ax1, crop_canvas, "gray_r", 0, 255)
     _show_mosaic(ax2, whole_canvas, "gray_r", 0, 255)
@@ -191,8 +204,8 @@ def top_figure(images_u8: torch.Tensor, top, geometry, maps: list[int], layer: s
         ax2.add_patch(Rectangle((left + l - 0.5, top_ + t - 0.5), rt - l, bt - t, fill=False, color="red", lw=0.8))
     ticks = [r * (side + 2) + side / 2 for r in range(len(maps))]
     ax1.set_yticks(ticks, [f"map {m}" for m in maps], fontsize=8)
-    ax2.set_yticks([r * 30 + 14 for r in range(len(maps))], [f"map {m}" for m in maps], fontsize=8)
-    ax1.set_title(f"receptive-field crops ({size}x{size}) at each map's peak", fontsize=9)
+    ax2.set_yticks([r * (height + 2) + height / 2 for r in range(len(maps))], [f"map {m}" for m in maps], fontsize=8)
+    ax1.set_title(f"receptive-field crops ({field.size}x{field.size}) at each map's peak", fontsize=9)
     ax2.set_title("whole images, field outlined", fontsize=9)
     fig.suptitle(f"{layer}: the top {k} test images per map, strongest first", fontsize=10)
     fig.tight_layout()
@@ -225,7 +238,7 @@ def filters_demo_figure(image: torch.Tensor, classic_names, classic_w, classic_o
     fig, axes = plt.subplots(rows, cols + 1, figsize=((cols + 1) * 1.05, rows * 1.1), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    axes[0, 0].imshow(image.numpy(), cmap="gray_r")
+    axes[0, 0].imshow(picture(image), cmap="gray_r")
     axes[0, 0].set_title("input", fontsize=8)
     r = 0
     for title, names, w, out in sections:

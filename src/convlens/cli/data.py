@@ -1,0 +1,81 @@
+"""convlens data fetch / data info / summary: the data sets, and a model's layers before any training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from .flags import Parser, console
+
+
+def add(sub) -> None:
+    data = sub.add_parser("data", help="fetch data sets and describe them")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    fetch = data_sub.add_parser("fetch", help="install data sets into $CONVLENS_DATA (default ~/.cache/convlens)")
+    fetch.add_argument("name", choices=["mnist", "fashion-mnist", "all"])
+    fetch.set_defaults(handler=fetch_data)
+    info = data_sub.add_parser("info", help="counts, shape, class balance and class names of a data set")
+    info.add_argument("dataset", help="mnist, fashion-mnist or idx:DIR")
+    info.set_defaults(handler=data_info)
+
+    from ..models import PRESETS
+
+    summary = sub.add_parser("summary", help="layers, output shapes, parameters and receptive fields of a model")
+    summary.add_argument("--model", default="simple", help=f"a preset ({', '.join(PRESETS)}) or a layer spec")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary.add_argument("--plot", metavar="PNG", help="also draw parameters and receptive fields per layer here")
+    summary.set_defaults(handler=show_summary)
+
+
+def fetch_data(args) -> None:
+    from ..fetch import fetch
+
+    for name in ("mnist", "fashion-mnist") if args.name == "all" else (args.name,):
+        fetch(name, log=console.print)
+
+
+def data_info(args) -> None:
+    from ..data import class_balance, load_dataset
+
+    ds = load_dataset(args.dataset)
+    c, h, w = ds.image_shape
+    console.print(f"{ds.name}: train {len(ds.train_labels)}, test {len(ds.test_labels)}, images {h}x{w}"
+                  f"{'' if c == 1 else f'x{c}'} uint8, {ds.num_classes} classes")
+    table = Table()
+    for col in ("class", "name", "train", "test"):
+        table.add_column(col, justify="right" if col in ("class", "train", "test") else "left")
+    train_n, test_n = class_balance(ds.train_labels, ds.num_classes), class_balance(ds.test_labels, ds.num_classes)
+    for k, name in enumerate(ds.class_names):
+        table.add_row(str(k), name, str(train_n[k]), str(test_n[k]))
+    console.print(table)
+
+
+def show_summary(args) -> None:
+    from ..layers import layer_table
+    from ..models import build_model, resolve_spec
+
+    spec = resolve_spec(args.model)
+    table = layer_table(build_model(spec))
+    if args.json:
+        layers = [{"name": r.name, "kind": r.kind, "type": r.type, "output_shape": list(r.output_shape),
+                   "params": r.params, "receptive_field": r.field.size, "jump": r.field.jump, "offset": r.field.offset}
+                  for r in table]
+        print(json.dumps({"spec": spec, "input_shape": list(table.input_shape), "layers": layers,
+                          "total_params": table.total_params}, indent=2))
+        return
+    shown = Table(title=spec, caption="receptive field: the input square one unit sees; "
+                  "jump: input pixels between neighbouring units")
+    for col in ("layer", "type", "output shape", "params", "receptive field", "jump"):
+        shown.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for r in table:
+        shown.add_row(r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}",
+                      f"{r.field.size}x{r.field.size}", str(r.field.jump) if r.field.jump else "-")
+    shown.add_row("total", "", "", f"{table.total_params:,}", "", "", style="bold")
+    console.print(shown)
+    if args.plot:
+        from ..draw import figures
+
+        console.print(f"wrote {figures.save(figures.architecture(table, spec), Path(args.plot))}")
+

@@ -1,0 +1,103 @@
+"""What every command module shares: the parser class, flags generated from dataclasses, and the text parsers.
+
+Flags for the config sections and the OIP ascent settings come from one generator: each dataclass
+field becomes a flag whose help is the field's trailing comment, read with `tokenize` (the same way
+tyro reads comments), so a new field is a new flag and the house style of one commented default
+per field stays. Text such as "0-7,12" or "4:3,9:1" is parsed here, into the lists jobs take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import inspect
+import io
+import re
+import tokenize
+import typing
+
+from rich.console import Console
+
+from ..errors import UserError
+
+console = Console(soft_wrap=True)  # long paths stay on one line, copyable
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line, not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """Return each dataclass field's trailing comment: the text after `name: type = default  #`."""
+    docs, field_name = {}, None
+    for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
+        if token.type == tokenize.NAME and token.line[: token.start[1]].strip() == "":
+            field_name = token.string  # the first name on a line is the field it declares
+        elif token.type == tokenize.COMMENT and field_name and token.line[: token.start[1]].strip():
+            docs[field_name] = token.string.lstrip("#").strip()
+        elif token.type == tokenize.NEWLINE:
+            field_name = None
+    return docs
+
+
+def add_dataclass_flags(group, cls, dest_prefix: str = "", choices: dict[str, tuple] | None = None,
+                        skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of a dataclass: --field-name, typed, with the field's comment and default as help.
+
+    Flags default to None so the caller can tell which were given; tuple fields are derived, not set.
+    """
+    types = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = types[f.name]
+        if f.name in skip or typing.get_origin(kind) is tuple:
+            continue
+        text = field_docs(cls).get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        kw = dict(dest=dest_prefix + f.name, default=None, help=f"{text} (default: {f.default})")
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        else:
+            options = (choices or {}).get(f.name)
+            group.add_argument(flag, type=kind, choices=options, metavar=None if options else f.name.upper(), **kw)
+
+
+def given(args, cls, dest_prefix: str = "") -> dict:
+    """Return the fields of `cls` whose flags were given, by field name."""
+    return {f.name: v for f in dataclasses.fields(cls) if (v := getattr(args, dest_prefix + f.name, None)) is not None}
+
+
+def parse_indices(text: str, what: str) -> list[int]:
+    """Return indices from '0-7,12' in the order given, without repeats; malformed text is a UserError."""
+    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.strip()):
+        raise UserError(f"{what} '{text}' must be indices and ranges, e.g. 0-7,12")
+    picked: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        picked += range(int(lo), int(hi or lo) + 1)
+    return list(dict.fromkeys(picked))
+
+
+def parse_class_counts(text: str, what: str) -> list[tuple[str, int]]:
+    """Return [(class, count)] from '4:3,9:1' (the first three 4s and the first 9)."""
+    counts = []
+    for part in text.split(","):
+        m = re.fullmatch(r"([^:]+):(\d+)", part.strip())
+        if not m:
+            raise UserError(f"{what} '{part}' must be CLASS:COUNT, e.g. 4:3,9:1")
+        counts.append((m[1], int(m[2])))
+    return counts
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    """Return the comma-separated names of a flag, or None when it was not given."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def print_written(files) -> None:
+    for path in files:
+        console.print(f"wrote {path}")

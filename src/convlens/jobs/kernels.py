@@ -1,0 +1,31 @@
+"""A conv layer's learned kernels as images; deeper layers as norms and their strongest slices: RUN/kernels/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..draw import figures
+from ..draw import inspect_figures as views
+from ..errors import UserError
+from ..inspection import filters
+from ..runs import Run, write_json
+from . import Result, open_run
+
+
+def kernels(run: Run | str | Path, layer: str | None = None, out: str | Path | None = None) -> Result:
+    """Draw a conv layer's kernels (default: the first conv layer): every kernel when it reads the image."""
+    run = open_run(run)
+    if not run.layers.convs:
+        raise UserError("the model has no conv layer, so it has no kernels to draw")
+    layer = layer or run.layers.convs[0]
+    run.layers.require(layer, "conv", "kernels exist for conv layers")
+    weight, _ = filters.conv_weight(run.model, layer)
+    norms = filters.kernel_norms(weight)
+    if weight.shape[1] in (1, 3) and layer == run.layers.convs[0]:
+        fig = views.first_kernels_figure(weight, layer)
+    else:
+        fig = views.deep_kernels_figure(weight, norms, layer)
+    folder = run.output_folder("kernels", out)
+    data = {"layer": layer, "shape": list(weight.shape), "norms": norms.tolist()}
+    write_json(folder / f"kernels_{layer}.json", data)
+    return Result([figures.save(fig, folder / f"kernels_{layer}.png"), folder / f"kernels_{layer}.json"], data)

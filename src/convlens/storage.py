@@ -1,0 +1,110 @@
+"""Files written atomically and read with one clear error: JSON, safetensors, and the Ctrl-C guard.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a crash,
+a full disk or Ctrl-C never leaves a half-written file where a good one was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .errors import UserError
+
+
+class WriteError(UserError):
+    """A file could not be written (disk full, permission denied); the previous version is intact."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp_path over path; on any failure path is left as it was.
+
+    An OSError (full disk, no permission) becomes a WriteError naming the file and the reason.
+    """
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); run files are meant to be shared
+        os.replace(tmp, path)
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}; the previous version, if any, is intact") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed process left in a folder (never a finished file); return them."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block is done, then raise KeyboardInterrupt: a checkpoint is never cut short.
+
+    Outside the main thread signals cannot be caught, and a process started with SIGINT ignored
+    (nohup, a background job) keeps ignoring it: in both cases the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def write_json(path: Path, data) -> None:
+    """Write data as indented JSON, atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def read_json(path: Path):
+    """Return the JSON a file holds; a missing or corrupt file is a UserError."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; is {path.parent} a convlens run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); restore it or train again") from None
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors stores dense row-major tensors; channels_last weights must be made contiguous.
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write named tensors to a safetensors file, atomically."""
+    atomic_write(path, lambda tmp: save_file(_tensors(tensors), str(tmp), metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return (tensors, metadata) of a safetensors file; missing, truncated or corrupt files are a UserError."""
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; train the run first")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is corrupt or truncated ({e}); train again or restore it") from None
