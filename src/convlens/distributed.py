@@ -10,6 +10,7 @@ Only rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import subprocess
@@ -60,14 +61,29 @@ def start(world: World, device: torch.device) -> torch.device:
 
 
 def stop() -> None:
+    """Leave the process group once every rank has arrived, and free it.
+
+    Without the barrier a rank that finished first tore its group down while another still talked
+    to it; with DDP's reducer still holding the group, gloo's threads outlived destroy_process_group
+    and the interpreter's exit aborted ("terminate called without an active exception").
+    """
     if dist.is_initialized():
+        dist.barrier()
+        gc.collect()  # the reducer of a DDP wrapper just dropped releases its hold on the group here
         dist.destroy_process_group()
+
+
+def exit_worker(code: int = 0) -> None:
+    """End a torchrun worker at once, streams flushed: no C++ destructor of a torch thread runs at exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def rank_batch(global_batch: int, world: World) -> int:
     """Return each rank's share of the global batch; it must divide evenly for the equivalence to hold."""
     if global_batch % world.size:
-        raise UserError(f"--batch-size {global_batch} must be a multiple of the {world.size} processes")
+        raise UserError(f"batch_size {global_batch} must be a multiple of the {world.size} processes")
     return global_batch // world.size
 
 
@@ -108,8 +124,6 @@ def replicas_identical(model: nn.Module, world: World) -> bool:
 
 def launch(nproc: int, argv: list[str]) -> int:
     """Run `convlens ARGV` in nproc processes on this machine through torchrun; return its exit code."""
-    if not 2 <= nproc <= 256:
-        raise UserError(f"--nproc {nproc} must be between 2 and 256 (1 is a plain run)")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "convlens", *argv]
     return subprocess.call(command)
