@@ -122,6 +122,7 @@ def window(module: nn.Module) -> tuple[int, int, int] | None:
     k, s, p = first(module.kernel_size), first(module.stride), module.padding
     if p == "same":  # PyTorch pads (k-1)//2 before and the rest after
         p = (k - 1) // 2
+    p = getattr(module, "pad_before", p)  # TensorFlow-style 'same' padding, as the last input needed it
     return k, s, first(p)
 
 
@@ -161,8 +162,8 @@ def _pre_activation(name: str, module: nn.Module) -> str | None:
 
 
 def _type_name(module: nn.Module) -> str:
-    if isinstance(module, Block):
-        return "+".join(type(m).__name__ for m in module.children())
+    if isinstance(module, Block):  # an Identity activation is no activation
+        return "+".join(type(m).__name__ for m in module.children() if not isinstance(m, nn.Identity))
     return type(module).__name__
 
 

@@ -2,6 +2,7 @@
 
     runs/NAME/
       config.json             the fully resolved RunConfig
+      graph.json              an imported model's layers and where it came from (convlens import)
       history.json            one entry per finished epoch
       model.safetensors       weights only, with the config in its metadata
       checkpoint.safetensors  weights + optimizer state + the epoch it ends, for --resume
@@ -27,6 +28,7 @@ from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .layers import LayerTable, layer_table
+from .importers.graph import GraphNet
 from .models import build_model
 from .speed import for_inference, images_to_device
 from .storage import WriteError, atomic_write, load_tensors, read_json, save_tensors, write_json
@@ -34,7 +36,7 @@ from .storage import WriteError, atomic_write, load_tensors, read_json, save_ten
 __all__ = ["Run", "load_run", "read_config", "WriteError", "atomic_write", "read_json", "write_json", "save_tensors",
            "load_tensors", "save_weights", "save_checkpoint", "load_checkpoint"]
 
-CONFIG, HISTORY, METRICS = "config.json", "history.json", "metrics.json"
+CONFIG, HISTORY, METRICS, GRAPH = "config.json", "history.json", "metrics.json", "graph.json"
 WEIGHTS, CHECKPOINT = "model.safetensors", "checkpoint.safetensors"
 PLOTS, REPORT = "plots", "report.html"
 CURVES, CONFUSION, MISCLASSIFIED = "curves.png", "confusion.png", "misclassified.png"  # inside plots/
@@ -91,7 +93,8 @@ def read_config(run_dir: Path) -> RunConfig:
     """Return the RunConfig stored in a run folder."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
-        raise UserError(f"{run_dir} is a file, not a run folder; a run folder holds {CONFIG} and {WEIGHTS}")
+        raise UserError(f"{run_dir} is a file, not a run folder; to open a model trained elsewhere, make a run of it: "
+                        f"convlens import {run_dir} --dataset mnist --out runs/NAME")
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
     return RunConfig.from_dict(read_json(run_dir / CONFIG))
@@ -128,13 +131,32 @@ class Run:
         """Return where an inspection writes: `out` if given, else its sub-folder of the run."""
         return Path(out) if out else self.path / inspection
 
+    @property
+    def imported(self) -> dict | None:
+        """Where an imported model came from (format, file, sha256, importer), or None for a model convlens trained."""
+        return self.graph.get("source") if self.graph else None
+
+    @cached_property
+    def graph(self) -> dict | None:
+        return read_json(self.file(GRAPH)) if self.file(GRAPH).is_file() else None
+
+    def untrained_model(self, seed: int = 0) -> nn.Module:
+        """A freshly initialised model of the same architecture: eval mode, CPU, channels_last."""
+        torch.manual_seed(seed)
+        if self.graph:
+            return for_inference(GraphNet(self.graph))
+        num_classes = self.layers.layers[-1].output_shape[0]
+        return for_inference(build_model(self.config.model.model, num_classes, self.config.model.input_shape))
+
     @cached_property
     def model(self) -> nn.Module:
         """The trained model: eval mode, CPU, channels_last."""
         tensors, _ = load_tensors(self.file(WEIGHTS))
-        # The logits' bias has one entry per class.
-        num_classes = int(tensors["logits.bias"].shape[0]) if "logits.bias" in tensors else 10
-        model = build_model(self.config.model.model, num_classes, self.config.model.input_shape)
+        if self.graph:
+            model = GraphNet(self.graph)
+        else:  # the logits' bias has one entry per class
+            num_classes = int(tensors["logits.bias"].shape[0]) if "logits.bias" in tensors else 10
+            model = build_model(self.config.model.model, num_classes, self.config.model.input_shape)
         load_weights_into(model, tensors, self.file(WEIGHTS))
         return for_inference(model)
 

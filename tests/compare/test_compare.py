@@ -122,3 +122,15 @@ def test_compare_refuses_different_architectures(trained_run, tmp_path, tiny_con
     with pytest.raises(SystemExit):
         main(["compare", str(trained_run), str(other), "--out", str(tmp_path / "o")])
     assert "different architectures" in capsys.readouterr().err
+
+
+def test_nested_models_compare_through_their_layer_table():
+    """A model whose convolution sits inside a nested Sequential used to fail with KeyError: '0.0'."""
+    torch.manual_seed(0)
+    make = lambda: torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU()),  # noqa: E731
+                                       torch.nn.Flatten(), torch.nn.Linear(8 * 26 * 26, 10)).eval()
+    a, b = make(), make()
+    images = torch.rand(40, 1, 28, 28)
+    c = compare_models(a, b, images)
+    assert [m.layer for m in c.layers] == ["0.0"] and c.cka_layers == ["0.0", "2"]
+    assert compare_models(a, a, images).layers[0].matched.tolist() == list(range(8))

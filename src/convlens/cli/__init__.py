@@ -1,6 +1,7 @@
 """The convlens command line: one module per command group; each parses strings into a job's typed arguments.
 
     data.py     data fetch, data info, summary
+    imports.py  import (a model trained elsewhere becomes a run folder)
     train.py    train (one run, seeds and grids, DDP), eval, bench
     inspect.py  maps, kernels, patterns, top, probe, filters-demo
     oip.py      oip
@@ -14,10 +15,10 @@ from __future__ import annotations
 import sys
 
 from ..errors import UserError
-from . import compare, data, explain, inspect, oip, serve, train
+from . import compare, data, explain, imports, inspect, oip, serve, train
 from .flags import Parser
 
-GROUPS = (data, train, inspect, oip, explain, compare, serve)
+GROUPS = (data, train, imports, inspect, oip, explain, compare, serve)
 
 
 def build_parser() -> Parser:

@@ -22,7 +22,10 @@ def add(sub) -> None:
 
     from ..models import PRESETS
 
-    summary = sub.add_parser("summary", help="layers, output shapes, parameters and receptive fields of a model")
+    summary = sub.add_parser("summary", help="layers, output shapes, parameters and receptive fields of a model",
+                             description="The layers of a run's model (trained or imported), or of a preset or "
+                             "layer spec before training. Example: convlens summary runs/articles-keras")
+    summary.add_argument("run", nargs="?", help="a run folder (default: the model --model names)")
     summary.add_argument("--model", default="simple", help=f"a preset ({', '.join(PRESETS)}) or a layer spec")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.add_argument("--plot", metavar="PNG", help="also draw parameters and receptive fields per layer here")
@@ -55,9 +58,14 @@ def data_info(args) -> None:
 def show_summary(args) -> None:
     from ..layers import layer_table
     from ..models import build_model, resolve_spec
+    from ..runs import Run
 
-    spec = resolve_spec(args.model)
-    table = layer_table(build_model(spec))
+    if args.run:
+        run = Run(args.run)
+        spec, table = run.config.model.model, run.layers
+    else:
+        spec = resolve_spec(args.model)
+        table = layer_table(build_model(spec))
     if args.json:
         layers = [{"name": r.name, "kind": r.kind, "type": r.type, "output_shape": list(r.output_shape),
                    "params": r.params, "receptive_field": r.field.size, "jump": r.field.jump, "offset": r.field.offset}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..inspection.filters import conv_weight
 from ..inspection.maps import feature_maps
 from ..layers import LayerTable, layer_table
@@ -16,7 +17,8 @@ from .similarity import gram, kernel_similarity, linear_cka, map_correlation, ma
 
 @dataclass
 class LayerMatch:
-    layer: str
+    layer: str  # the layer's name in A
+    layer_b: str  # the layer at the same position in B: the same name for runs of one architecture
     correlation: torch.Tensor  # (Ca, Cb) Pearson correlation of every map pair
     matched: torch.Tensor  # (Ca,) the map of B matched to each map of A
     matched_correlation: torch.Tensor  # (Ca,)
@@ -58,27 +60,47 @@ class Comparison:
                 "cka": {"layers": self.cka_layers, "matrix": self.cka.tolist()}, **self.extra}
 
 
+# The layers compared, matched by position: a Keras training of the articles' net pairs with a convlens
+# training of `simple` although every name differs. Flatten, dropout and the like only copy their input.
+REPRESENTATION_KINDS = ("conv", "pool", "dense", "logits")
+
+
 def representation_layers(table: LayerTable) -> list[str]:
-    """Return the layers CKA compares: every layer but flatten and dropout (which copy their input)."""
-    return [layer.name for layer in table if layer.kind not in ("flatten", "dropout")]
+    """Return the layers CKA compares, in forward order."""
+    return table.names(*REPRESENTATION_KINDS)
+
+
+def paired_layers(a: LayerTable, b: LayerTable) -> list[tuple[str, str]]:
+    """Return (name in A, name in B) of the compared layers, by position; a UserError if kinds or shapes differ."""
+    layout = lambda t: [(t[n].kind, t[n].output_shape) for n in representation_layers(t)]  # noqa: E731
+    if layout(a) != layout(b):
+        raise UserError("the models have different architectures: compare needs layers of the same kinds and "
+                        f"shapes in the same order ({', '.join(representation_layers(a))} against "
+                        f"{', '.join(representation_layers(b))})")
+    return list(zip(representation_layers(a), representation_layers(b)))
 
 
 @torch.no_grad()
 def compare_models(a: nn.Module, b: nn.Module, images: torch.Tensor) -> Comparison:
     """Return every similarity measure between two models of the same architecture on images (N, C, H, W)."""
     table = layer_table(a, tuple(images.shape[1:]))
-    layers = representation_layers(table)
+    pairs = paired_layers(table, layer_table(b, tuple(images.shape[1:])))
+    layers, to_b = [n for n, _ in pairs], dict(pairs)
     maps_a = feature_maps(a, images, layers)
-    maps_b = maps_a if b is a else feature_maps(b, images, layers)  # the self baseline needs one pass
+    if b is a:  # the self baseline needs one pass
+        maps_b = maps_a
+    else:
+        found = feature_maps(b, images, list(to_b.values()))
+        maps_b = {name_a: found[name_b] for name_a, name_b in pairs}  # keyed by A's names from here on
     matches = []
     for i, layer in enumerate(table.convs):
         corr = map_correlation(maps_a[layer], maps_b[layer])
         matched = match(corr)
-        m = LayerMatch(layer, corr, matched, corr[torch.arange(len(matched)), matched],
+        m = LayerMatch(layer, to_b[layer], corr, matched, corr[torch.arange(len(matched)), matched],
                        silent_a=_silent(maps_a[layer]), silent_b=_silent(maps_b[layer]))
         wa, _ = conv_weight(a, layer)
         if i == 0 and wa.shape[1] == 1:  # kernels on the raw image can be compared as pictures
-            cos = kernel_similarity(wa, conv_weight(b, layer)[0])
+            cos = kernel_similarity(wa, conv_weight(b, to_b[layer])[0])
             m.kernel_matched = match(cos)
             m.kernel_cosine = cos[torch.arange(len(matched)), m.kernel_matched]
         matches.append(m)

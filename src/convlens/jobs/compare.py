@@ -12,15 +12,13 @@ from pathlib import Path
 import torch
 
 from ..compare import compare_models
-from ..compare.runs_compare import agreement
+from ..compare.runs_compare import agreement, paired_layers
 from ..draw import compare_figures as views
 from ..draw import figures
 from ..errors import UserError
 from ..inspection.filters import conv_weight
-from ..models import build_model, resolve_spec
 from ..oip import layer_oips
 from ..runs import Run, load_run, write_json
-from ..speed import for_inference
 from . import Result
 
 DISAGREEMENT_EXAMPLES = 12
@@ -32,10 +30,8 @@ def compare(run_dirs: list[str | Path], images: int = 2000, out: str | Path | No
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two runs")
     loaded = [load_run(d) for d in run_dirs]
-    shapes = {(resolve_spec(r.config.model.model), tuple(r.config.model.input_shape)) for r in loaded}
-    if len(shapes) != 1:
-        raise UserError(f"the runs have different architectures ({', '.join(sorted(s for s, _ in shapes))}); "
-                        "compare needs the same one")
+    for other in loaded[1:]:
+        paired_layers(loaded[0].layers, other.layers)  # refuses runs whose layers differ in kind or shape
     if len({r.config.data.dataset for r in loaded}) != 1:
         raise UserError("the runs were trained on different data sets")
     if oip_layer:
@@ -72,9 +68,7 @@ def _unique_names(run_dirs: list[str]) -> list[str]:
 
 def _baselines(run: Run, x: torch.Tensor) -> dict:
     """What 'full similarity' and 'no similarity' look like: the run against itself and against an untrained net."""
-    config = run.config
-    torch.manual_seed(config.train.seed + 12345)
-    untrained = for_inference(build_model(config.model.model, len(run.class_names), config.model.input_shape))
+    untrained = run.untrained_model(seed=run.config.train.seed + 12345)
     out = {}
     for name, other in (("self", run.model), ("untrained", untrained)):
         c = compare_models(run.model, other, x)
@@ -91,12 +85,12 @@ def _pair_figures(folder: Path, stem: str, a, b, c, names, baselines, oip_layer)
                                 folder / f"matched_{stem}.png"))
     first = c.layers[0]
     if first.kernel_matched is not None:
-        wa, wb = conv_weight(a.model, first.layer)[0], conv_weight(b.model, first.layer)[0]
+        wa, wb = conv_weight(a.model, first.layer)[0], conv_weight(b.model, first.layer_b)[0]
         written.append(figures.save(views.kernel_pairs_figure(wa, wb, first.kernel_matched, first.kernel_cosine, names),
                                     folder / f"kernels_{stem}.png"))
     if oip_layer:
         match = next(m for m in c.layers if m.layer == oip_layer)
-        oa, ob = (_oips(r, oip_layer) for r in (a, b))
+        oa, ob = _oips(a, oip_layer), _oips(b, match.layer_b)
         written.append(figures.save(views.oip_pairs_figure(oa, ob, match.matched, match.matched_correlation, oip_layer, names),
                                     folder / f"oips_{oip_layer}_{stem}.png"))
     return written

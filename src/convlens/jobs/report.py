@@ -48,8 +48,13 @@ def report(run_dir: str | Path, out: str | Path | None = None, log=print) -> Pat
     rows = o.layers.layers
     cards = [("test accuracy", f"{metrics['test_accuracy']:.2%}"), ("test loss", f"{metrics['test_loss']:.4f}"),
              ("data set", config.data.dataset), ("model", config.model.model),
-             ("parameters", f"{sum(r.params for r in rows):,}"), ("epochs", str(len(history)))]
+             ("parameters", f"{sum(r.params for r in rows):,}"),
+             ("epochs", str(len(history))) if not o.imported else ("trained with", o.imported["format"])]
     sections = []
+    if o.imported:
+        sections.append(Section("Where the model came from", "source", "Imported with convlens import; the file's "
+                                "sha256 identifies exactly which weights these figures show.")
+                        .pairs(list(o.imported.items())))
     if history:
         curves = run_dir / runs.PLOTS / runs.CURVES
         sections.append(Section("Training", "training", "Loss and accuracy per epoch, training against validation, "

@@ -1,0 +1,120 @@
+"""Models convlens did not train: each importer turns a file into the one layer graph of graph.py.
+
+    keras.py   Keras 3 .keras and legacy .h5, read with zipfile and h5py (no TensorFlow)
+
+`import_file` picks the importer by the file's contents, applies the preprocessing the user names,
+re-orders what Keras flattened as (H, W, C), and returns a ready GraphNet with where it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from . import keras
+from .graph import GraphNet
+
+IMPORTER_VERSION = 1
+FORMATS = {"keras": "Keras 3 .keras or legacy HDF5 .h5"}
+
+
+@dataclass
+class Imported:
+    model: GraphNet  # eval mode, weights loaded
+    graph: dict  # what graph.json holds
+    source: dict  # format, file, sha256, importer and framework versions
+
+
+def detect(path: Path) -> str:
+    """Return the format of a model file from its first bytes, or raise UserError naming the formats read."""
+    head = path.open("rb").read(8)
+    if head.startswith(b"\x89HDF"):
+        return "keras"
+    if head.startswith(b"PK"):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            raise UserError(f"{path} is a damaged zip archive (truncated?); save or copy the model again") from None
+        if "config.json" in names:
+            return "keras"
+    raise UserError(f"{path} is not a model file convlens reads; formats: {', '.join(FORMATS.values())}")
+
+
+def import_file(path: str | Path, mean: list[float] | None = None, std: list[float] | None = None) -> Imported:
+    """Return the model in a file as a GraphNet, with `mean`/`std` (in [0, 1] pixel units) applied first if given."""
+    path = Path(path)
+    if path.is_dir() or not path.is_file():
+        raise UserError(f"model file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    kind = detect(path)
+    config, weights, version = keras.read(path)
+    graph, tensors = keras.to_graph(config, weights)
+    if mean is not None or std is not None:
+        graph = with_normalisation(graph, mean or [0.0], std or [1.0])
+    model = _loaded(graph, tensors)
+    source = {"format": kind, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+              "importer": f"convlens-{kind} {IMPORTER_VERSION}", "framework_version": version}
+    graph["source"] = source
+    return Imported(model, graph, source)
+
+
+def with_normalisation(graph: dict, mean: list[float], std: list[float]) -> dict:
+    """Return the graph with (x - mean) / std applied to its input first."""
+    if any(s <= 0 for s in std):
+        raise UserError(f"std must be positive (got {std})")
+    node = {"name": "preprocess", "op": "affine", "inputs": ["input"], "scale": [1 / s for s in std],
+            "offset": [-m / s for m, s in zip(mean, std)] if len(mean) == len(std) else [-mean[0] / std[0]]}
+    for n in graph["nodes"]:
+        n["inputs"] = ["preprocess" if i == "input" else i for i in n["inputs"]]
+    return graph | {"nodes": [node] + graph["nodes"]}
+
+
+def _loaded(graph: dict, tensors: dict[str, np.ndarray]) -> GraphNet:
+    """Build the GraphNet, re-order dense inputs that follow a Keras flatten, and load the weights."""
+    model = GraphNet(graph).eval()
+    _torch_flatten_order(model, graph, tensors)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    try:
+        model.load_state_dict(state | _unchanged_buffers(model, state), strict=True)
+    except RuntimeError as e:
+        raise UserError(f"the weights do not fit the model's layers ({str(e).splitlines()[-1].strip()}); "
+                        "the file may be damaged") from None
+    return model
+
+
+def _unchanged_buffers(model: GraphNet, state: dict) -> dict:
+    # Buffers the file has no value for (batch norm's counter, the affine constants) keep their own.
+    return {k: v for k, v in model.state_dict().items() if k not in state}
+
+
+def _torch_flatten_order(model: GraphNet, graph: dict, tensors: dict) -> None:
+    """Permute the inputs of each dense layer fed by a Keras Flatten from (H, W, C) order to PyTorch's (C, H, W)."""
+    flattens = {n["name"] for n in graph["nodes"] if n.pop("keras_order", False)}
+    if not flattens:
+        return
+    shapes = {}
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda m, inputs, out, name=name: shapes.__setitem__(name, tuple(inputs[0].shape[1:]))) for name in flattens]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *graph["input_shape"]))
+    except RuntimeError as e:
+        raise UserError(f"the model's layers do not fit together ({str(e).splitlines()[0]})") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    producer = {n["name"]: n for n in graph["nodes"]}
+    for node in graph["nodes"]:
+        source = node["inputs"][0] if node["op"] == "dense" else None
+        while source in producer and producer[source]["op"] == "identity":  # dropout between them
+            source = producer[source]["inputs"][0]
+        if source in flattens and len(shapes[source]) == 3:
+            c, h, w = shapes[source]
+            key = f"{node['name']}.linear.weight"
+            weight = tensors[key]  # (out, H*W*C) in Keras's order
+            tensors[key] = weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)

@@ -1,0 +1,141 @@
+"""A model convlens did not train, kept as data: a small layer graph (JSON) plus its weights (safetensors).
+
+Every importer (Keras, ONNX, PyTorch) writes this one form, and `GraphNet` runs it with real torch
+modules, so forward hooks, the layer table and every feature work on it as on convlens's own nets,
+and a run reopens in a new process without the user's code and without unpickling anything.
+
+A node is {"name", "op", "inputs", ...attributes}. Ops:
+    conv       in, out, kernel [kh, kw], stride [sh, sw], padding "valid" | "same" | [ph, pw], bias,
+               bn (eps, or absent), activation (or absent): one Block, like convlens's own conv layers
+    dense      in, out, bias, bn, activation: one Block (a Linear and its activation)
+    maxpool, avgpool   kernel, stride
+    global_avgpool, flatten, identity
+    activation function (relu, tanh, sigmoid, selu, elu, leaky_relu, linear, gelu, softplus, swish)
+    batchnorm  features, eps, dims (1 or 2)
+    add, mul   two inputs
+    affine     scale, offset: x * scale + offset per element (input scaling, Keras's Rescaling)
+The first node reads "input"; the graph's output is its last node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..layers import Block
+
+FORMAT, VERSION = "convlens-graph", 1
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU, "elu": nn.ELU,
+               "leaky_relu": nn.LeakyReLU, "linear": nn.Identity, "gelu": nn.GELU, "softplus": nn.Softplus,
+               "swish": nn.SiLU}
+
+
+class SameConv2d(nn.Conv2d):
+    """A convolution with TensorFlow's 'same' padding: for stride > 1 it pads more at the bottom and right.
+
+    `pad_before` keeps the top and left padding of the last input, so receptive fields come out right.
+    """
+
+    pad_before = (0, 0)
+
+    def forward(self, x):
+        pads = []
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        self.pad_before = (pads[0][0], pads[1][0])
+        x = F.pad(x, (*pads[1], *pads[0]))  # (left, right, top, bottom)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class Affine(nn.Module):
+    """x * scale + offset: how a model wants its pixels scaled (Keras's Rescaling, or a mean/std given at import)."""
+
+    def __init__(self, scale: float | list[float], offset: float | list[float]):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).reshape(-1, 1, 1))
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32).reshape(-1, 1, 1))
+
+    def forward(self, x):
+        return x * self.scale + self.offset
+
+
+class Add(nn.Module):
+    def forward(self, a, b):
+        return a + b
+
+
+class Mul(nn.Module):
+    def forward(self, a, b):
+        return a * b
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x):
+        return x.mean((-2, -1))
+
+
+def _activation(name: str | None) -> nn.Module:
+    if name not in ACTIVATIONS and name is not None:
+        raise UserError(f"activation '{name}' is not supported; supported: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name or "linear"]()
+
+
+def _module(node: dict) -> nn.Module:
+    op = node["op"]
+    if op == "conv":
+        padding = node["padding"]
+        kind = SameConv2d if padding == "same" else nn.Conv2d
+        conv = kind(node["in"], node["out"], tuple(node["kernel"]), tuple(node["stride"]),
+                    0 if padding in ("same", "valid") else tuple(padding), bias=node["bias"])
+        parts = [("conv", conv)] + ([("bn", nn.BatchNorm2d(node["out"], eps=node["bn"]))] if "bn" in node else [])
+        return Block(OrderedDict(parts + [("act", _activation(node.get("activation")))]))
+    if op == "dense":
+        parts = [("linear", nn.Linear(node["in"], node["out"], bias=node["bias"]))]
+        parts += [("bn", nn.BatchNorm1d(node["out"], eps=node["bn"]))] if "bn" in node else []
+        return Block(OrderedDict(parts + [("act", _activation(node.get("activation")))]))
+    if op in ("maxpool", "avgpool"):
+        pool = nn.MaxPool2d if op == "maxpool" else nn.AvgPool2d
+        return pool(tuple(node["kernel"]), tuple(node["stride"]))
+    if op == "batchnorm":
+        return (nn.BatchNorm2d if node["dims"] == 2 else nn.BatchNorm1d)(node["features"], eps=node["eps"])
+    simple = {"global_avgpool": GlobalAvgPool, "flatten": nn.Flatten, "identity": nn.Identity, "add": Add, "mul": Mul}
+    if op in simple:
+        return simple[op]()
+    if op == "activation":
+        return _activation(node["function"])
+    if op == "affine":
+        return Affine(node["scale"], node["offset"])
+    raise UserError(f"the graph holds an unknown op '{op}'; it was written by a newer convlens or edited by hand")
+
+
+def module_name(name: str) -> str:
+    """Return a layer name usable as a module attribute: dots and slashes become underscores."""
+    clean = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name).strip("_") or "layer"
+    return clean if not clean[0].isdigit() else f"layer_{clean}"
+
+
+class GraphNet(nn.Module):
+    """Runs a layer graph: each node is a child module named after the layer, called in graph order."""
+
+    def __init__(self, graph: dict):
+        super().__init__()
+        if graph.get("format") != FORMAT or graph.get("version") != VERSION:
+            raise UserError(f"not a convlens graph of version {VERSION}; import the model again")
+        self.graph = graph
+        self.input_shape = tuple(graph["input_shape"])
+        self.order: list[tuple[str, list[str]]] = []
+        for node in graph["nodes"]:
+            self.add_module(node["name"], _module(node))
+            self.order.append((node["name"], node.get("inputs", [])))
+
+    def forward(self, x):
+        values = {"input": x}
+        for name, inputs in self.order:
+            values[name] = getattr(self, name)(*(values[i] for i in inputs))
+        return values[self.order[-1][0]]

@@ -1,0 +1,251 @@
+"""Keras models without TensorFlow: Keras 3 `.keras` (a zip of config.json and model.weights.h5) and legacy HDF5 `.h5`.
+
+Read with zipfile and h5py. Kernels move from HWIO to OIHW; the first Dense after a Flatten gets
+its inputs re-ordered from Keras's (H, W, C) flattening to PyTorch's (C, H, W); a final softmax is
+dropped so the last layer gives logits; a Conv2D or Dense with no activation of its own that feeds
+a BatchNormalization and/or an Activation becomes one layer with them, so `conv2d` is the map
+after its activation, as Keras users read it.
+
+Where Keras 3 keeps the weights: `layers/<snake_case class name>[_N]/vars/<i>` in model.layers
+order (not the layers' own names); legacy HDF5 keeps them under `model_weights/<layer name>`,
+listed by its `weight_names` attribute.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+from .graph import FORMAT, VERSION, module_name
+
+SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalAveragePooling2D", "Dense",
+             "Dropout", "BatchNormalization", "Activation", "ReLU", "Rescaling", "Add")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu", "elu", "linear", "gelu", "softplus", "swish", "silu")
+PASS_THROUGH = ("Dropout",)  # layers that only matter in training
+
+
+def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
+    """Return (model config, {layer name: its weights in Keras's order}, Keras version) of a .keras or .h5 file."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+                meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
+                with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+                    return config, _keras3_weights(config, f), meta.get("keras_version", "3")
+        with h5py.File(path, "r") as f:
+            if "model_config" not in f.attrs:
+                raise UserError(f"{path} is an HDF5 file without a model_config: weights only? save the whole "
+                                "model with model.save()")
+            raw = f.attrs["model_config"]
+            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            version = f.attrs.get("keras_version", b"2")
+            return config, _legacy_weights(f), version.decode() if isinstance(version, bytes) else str(version)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path} is not a readable Keras model ({type(e).__name__}: {e}); save it again with "
+                        "model.save('model.keras')") from None
+
+
+def _layers(config: dict) -> list[dict]:
+    if config.get("class_name") not in ("Sequential", "Functional", "Model"):
+        raise UserError(f"the file holds a {config.get('class_name')}, not a Sequential or functional model")
+    return config["config"]["layers"]
+
+
+def _snake(name: str) -> str:
+    """Keras's own to_snake_case, which names each layer's weights in a .keras file."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras3_weights(config: dict, f: h5py.File) -> dict[str, list[np.ndarray]]:
+    used: dict[str, int] = {}
+    weights = {}
+    sequential = config["class_name"] == "Sequential"
+    for layer in _layers(config):
+        if sequential and layer["class_name"] == "InputLayer":
+            continue  # a Sequential model's layers do not include its input
+        base = _snake(layer["class_name"])
+        key = base if base not in used else f"{base}_{used[base]}"
+        used[base] = used.get(base, 0) + 1
+        group = f.get(f"layers/{key}/vars")
+        if group is not None:
+            weights[layer["config"]["name"]] = [np.asarray(group[str(i)]) for i in range(len(group))]
+    return weights
+
+
+def _legacy_weights(f: h5py.File) -> dict[str, list[np.ndarray]]:
+    root = f["model_weights"] if "model_weights" in f else f
+    weights = {}
+    for name, group in root.items():
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+        weights[name] = [np.asarray(group[n]) for n in names]
+    return weights
+
+
+def _inbound(layer: dict, previous: str | None) -> list[str]:
+    """Return the names of the layers feeding this one (Sequential: the previous layer)."""
+    nodes = layer.get("inbound_nodes")
+    if not nodes:
+        return [previous] if previous else []
+    args = nodes[0]["args"] if isinstance(nodes[0], dict) else nodes[0]  # Keras 3 dicts; Keras 2 lists
+    if isinstance(nodes[0], dict):
+        args = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+        return [a["config"]["keras_history"][0] for a in args]
+    return [a[0] for a in args]
+
+
+def _unsupported(layer: dict, why: str = "") -> UserError:
+    name, kind = layer["config"].get("name"), layer["class_name"]
+    detail = f" ({why})" if why else ""
+    return UserError(f"layer '{name}' of type {kind}{detail} is not supported; convlens imports "
+                     f"{', '.join(SUPPORTED)}")
+
+
+def _activation(layer: dict, name: str | None, last: bool) -> str | None:
+    name = {"silu": "swish"}.get(name, name)
+    if name == "softmax" and last:
+        return None  # a final softmax becomes logits
+    if name not in ACTIVATIONS:
+        raise _unsupported(layer, f"activation {name}")
+    return None if name == "linear" else name
+
+
+def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Return (graph, tensors named as GraphNet's state dict) for a Keras model config and its weights."""
+    layers = _layers(config)
+    names = {layer["config"]["name"]: module_name(layer["config"]["name"]) for layer in layers}
+    nodes, tensors, input_shape, previous = [], {}, None, None
+    for i, layer in enumerate(layers):
+        kind, c, name = layer["class_name"], layer["config"], layer["config"]["name"]
+        last = i == len(layers) - 1
+        if kind not in SUPPORTED:
+            raise _unsupported(layer)
+        if kind == "InputLayer":
+            shape = c.get("batch_shape") or c.get("batch_input_shape")
+            input_shape = _chw(shape[1:], layer)
+            names[name], previous = "input", name
+            continue
+        if input_shape is None:  # a Sequential model saved without its InputLayer records the shape on layer 1
+            shape = c.get("batch_input_shape") or layer.get("build_config", {}).get("input_shape")
+            if not shape:
+                raise UserError("the model does not record its input shape; build it with keras.Input((H, W, C))")
+            input_shape = _chw(shape[1:], layer)
+        node = {"name": names[name], "inputs": [names[n] for n in _inbound(layer, previous)]}
+        node |= _node(layer, weights.get(name, []), last, tensors, names[name])
+        nodes.append(node)
+        previous = name
+    graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
+    return _fuse(graph, tensors), tensors
+
+
+def _chw(shape: list, layer: dict) -> tuple[int, int, int]:
+    if len(shape) == 2:
+        return (1, int(shape[0]), int(shape[1]))
+    if len(shape) != 3 or None in shape:
+        raise _unsupported(layer, f"input shape {shape}; convlens takes images (H, W, C)")
+    return (int(shape[2]), int(shape[0]), int(shape[1]))
+
+
+def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str) -> dict:
+    kind, c = layer["class_name"], layer["config"]
+    if kind == "Conv2D":
+        if tuple(c.get("dilation_rate", (1, 1))) != (1, 1) or c.get("groups", 1) != 1:
+            raise _unsupported(layer, "dilation or groups")
+        if c.get("data_format", "channels_last") != "channels_last":
+            raise _unsupported(layer, "channels_first")
+        kernel = w[0]  # (kh, kw, in, out) -> (out, in, kh, kw)
+        tensors[f"{name}.conv.weight"] = kernel.transpose(3, 2, 0, 1)
+        if c["use_bias"]:
+            tensors[f"{name}.conv.bias"] = w[1]
+        node = {"op": "conv", "in": int(kernel.shape[2]), "out": int(kernel.shape[3]), "kernel": list(kernel.shape[:2]),
+                "stride": list(c["strides"]), "padding": c["padding"], "bias": bool(c["use_bias"])}
+        return node | {"activation": _activation(layer, c["activation"], last)}
+    if kind == "Dense":
+        tensors[f"{name}.linear.weight"] = w[0].T  # (in, out) -> (out, in)
+        if c["use_bias"]:
+            tensors[f"{name}.linear.bias"] = w[1]
+        return {"op": "dense", "in": int(w[0].shape[0]), "out": int(w[0].shape[1]), "bias": bool(c["use_bias"]),
+                "activation": _activation(layer, c["activation"], last)}
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        if c.get("padding", "valid") != "valid":
+            raise _unsupported(layer, "same padding")
+        size = list(c["pool_size"])
+        return {"op": "maxpool" if kind == "MaxPooling2D" else "avgpool", "kernel": size,
+                "stride": list(c.get("strides") or size)}
+    if kind == "BatchNormalization":
+        if c.get("axis", -1) not in (-1, 3, [3], [-1]):
+            raise _unsupported(layer, f"axis {c.get('axis')}")
+        values = list(w)
+        features = len(values[-1])
+        gamma = values.pop(0) if c.get("scale", True) else np.ones(features, np.float32)
+        beta = values.pop(0) if c.get("center", True) else np.zeros(features, np.float32)
+        for key, value in zip(("weight", "bias", "running_mean", "running_var"), (gamma, beta, *values)):
+            tensors[f"{name}.{key}"] = value
+        return {"op": "batchnorm", "features": features, "eps": float(c["epsilon"]), "dims": 2}
+    if kind == "Activation":
+        function = _activation(layer, c["activation"], last)
+        return {"op": "activation", "function": function} if function else {"op": "identity"}
+    if kind == "ReLU":
+        if c.get("max_value") is not None or c.get("negative_slope", 0) or c.get("threshold", 0):
+            raise _unsupported(layer, "max_value, negative_slope or threshold")
+        return {"op": "activation", "function": "relu"}
+    if kind == "Rescaling":
+        # convlens feeds pixels / 255; a model that rescales raw 0-255 pixels itself gets them scaled back.
+        return {"op": "affine", "scale": _per_channel(c["scale"], 255.0), "offset": _per_channel(c["offset"], 1.0)}
+    if kind == "Flatten":
+        return {"op": "flatten", "keras_order": True}
+    if kind == "GlobalAveragePooling2D":
+        if c.get("keepdims"):
+            raise _unsupported(layer, "keepdims")
+        return {"op": "global_avgpool"}
+    if kind == "Add":
+        if len(layer.get("inbound_nodes", [{}])[0].get("args", [[0, 0]])[0]) != 2:
+            raise _unsupported(layer, "more than two inputs")
+        return {"op": "add"}
+    return {"op": "identity"}  # Dropout
+
+
+def _per_channel(value, factor: float):
+    return [float(v) * factor for v in value] if isinstance(value, list) else float(value) * factor
+
+
+def _fuse(graph: dict, tensors: dict) -> dict:
+    """Merge a conv or dense with no activation into the BatchNormalization and Activation that alone follow it.
+
+    Then `conv2d` names the map after its activation, and its pre-activation is the conv (or batch
+    norm) inside it, as for convlens's own layers.
+    """
+    nodes = graph["nodes"]
+    consumers = lambda n: [m for m in nodes if n["name"] in m["inputs"]]  # noqa: E731
+    for node in list(nodes):
+        if node["op"] not in ("conv", "dense") or node.get("activation"):
+            continue
+        for follower_op in ("batchnorm", "activation"):
+            after = consumers(node)
+            if len(after) != 1 or after[0]["op"] != follower_op or (follower_op == "batchnorm" and "bn" in node):
+                continue
+            follower = after[0]
+            if follower_op == "batchnorm":
+                node["bn"] = follower["eps"]
+                for key in ("weight", "bias", "running_mean", "running_var"):
+                    tensors[f"{node['name']}.bn.{key}"] = tensors.pop(f"{follower['name']}.{key}")
+            else:
+                node["activation"] = follower["function"]
+            for m in consumers(follower):
+                m["inputs"] = [node["name"] if i == follower["name"] else i for i in m["inputs"]]
+            nodes.remove(follower)
+            if nodes[-1] is node:
+                break
+    for node in nodes:
+        if node["op"] == "batchnorm" and any(n["name"] in node["inputs"] and n["op"] == "dense" for n in nodes):
+            node["dims"] = 1
+    return graph

@@ -1,0 +1,63 @@
+"""Make a run folder from a model trained elsewhere: after it, every command works on it as on a trained run.
+
+The folder is written under a temporary name beside `out` and renamed into place when whole, so a
+bad file, a shape that does not fit or a full disk leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .. import runs
+from ..config import RunConfig
+from ..data import load_dataset
+from ..errors import UserError
+from ..importers import import_file
+from ..layers import layer_table
+from . import Result
+from .train import evaluate_run
+
+
+def import_model(model_file: str | Path, dataset: str, out: str | Path, mean: list[float] | None = None,
+                 std: list[float] | None = None) -> Result:
+    """Import a model file (Keras .keras/.h5) as a run folder evaluated on `dataset`'s test set."""
+    out = Path(out)
+    if out.exists():
+        raise UserError(f"{out} already exists; choose another run folder")
+    imported = import_file(model_file, mean, std)
+    data = load_dataset(dataset)
+    shape = tuple(imported.graph["input_shape"])
+    if shape != data.image_shape:
+        raise UserError(f"the model takes images of {_shape(shape)} but {dataset} has {_shape(data.image_shape)}; "
+                        "import it with a data set of its own image size (an IDX folder)")
+    table = layer_table(imported.model)
+    if not table.convs:
+        raise UserError(f"{Path(model_file).name} has no convolution; convlens looks inside convolutional networks")
+    classes = table.layers[-1].output_shape
+    if classes != (data.num_classes,):
+        raise UserError(f"the model ends in {classes[0] if len(classes) == 1 else classes} outputs but {dataset} has "
+                        f"{data.num_classes} classes")
+    config = RunConfig().replace(data={"dataset": dataset},
+                                 model={"model": f"imported {imported.source['file']}", "input_shape": shape})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".importing", dir=out.parent))
+    try:
+        runs.write_json(folder / runs.CONFIG, config.to_dict())
+        runs.write_json(folder / runs.GRAPH, imported.graph)
+        runs.save_weights(folder / runs.WEIGHTS, imported.model, config)
+        metrics = evaluate_run(folder, dataset=data)
+        os.chmod(folder, 0o755)  # mkdtemp makes folders private; run folders are meant to be shared
+        os.rename(folder, out)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    files = [out / runs.CONFIG, out / runs.GRAPH, out / runs.WEIGHTS, out / runs.METRICS]
+    return Result(files, {"source": imported.source, "metrics": metrics})
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    c, h, w = shape
+    return f"{h}x{w} with {c} channel{'s' if c > 1 else ''}"
