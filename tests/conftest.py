@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from convlens.config import RunConfig
 from convlens.data import REGISTRY, data_dir, load_dataset
@@ -53,6 +54,22 @@ def small_mnist(mnist, tmp_path_factory) -> str:
         mnist.train_images[:SMALL_TRAIN].numpy(), mnist.train_labels[:SMALL_TRAIN].numpy(),
         mnist.test_images[:SMALL_TEST].numpy(), mnist.test_labels[:SMALL_TEST].numpy(),
     )
+    return f"idx:{folder}"
+
+
+def mnist_32(mnist, folder: Path, channels: int) -> str:
+    """Write a small MNIST subset padded to 32x32, grey or in colour, and return its dataset name idx:DIR.
+
+    Colour: red is the digit, green its mirror image, blue its negative, so all three channels matter.
+    """
+    import torch.nn.functional as F
+
+    def make(images):
+        grey = F.pad(images, (2, 2, 2, 2))  # (N, 32, 32)
+        return (grey if channels == 1 else torch.stack([grey, grey.flip(-1), 255 - grey], 1)).numpy()
+
+    write_idx_folder(folder, make(mnist.train_images[:SMALL_TRAIN]), mnist.train_labels[:SMALL_TRAIN].numpy(),
+                     make(mnist.test_images[:SMALL_TEST]), mnist.test_labels[:SMALL_TEST].numpy())
     return f"idx:{folder}"
 
 

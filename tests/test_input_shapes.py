@@ -1,21 +1,19 @@
 """Models of other input sizes and colours flow through the layer table: summary, maps, top crops, OIPs.
 
-Two real data sets made from MNIST: digits padded to 32x32 (grey), and the same digits in colour
-(3x32x32, the red channel the digit, green its mirror, blue its negative). Each trains one epoch
-on 2,048 images; every inspection then runs on the run folder as it does on a 28x28 one.
+Two real data sets made from MNIST (conftest.mnist_32): digits padded to 32x32, grey and in colour.
+Each trains one epoch on 2,048 images; every inspection then runs on the run folder as it does on
+a 28x28 one.
 """
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import SMALL_TEST, SMALL_TRAIN, write_idx_folder
+from conftest import mnist_32
 from convlens import RunConfig, layer_table, load_run, train
 from convlens.cli import main
 from convlens.inspection.maps import feature_maps, top_activations
@@ -24,24 +22,13 @@ from convlens.models import build_model
 from convlens.oip import multiscale_noise
 
 
-def _padded(images: torch.Tensor) -> np.ndarray:
-    return F.pad(images, (2, 2, 2, 2)).numpy()  # (N, 32, 32)
-
-
-def _coloured(images: torch.Tensor) -> np.ndarray:
-    grey = F.pad(images, (2, 2, 2, 2))
-    return torch.stack([grey, grey.flip(-1), 255 - grey], 1).numpy()  # (N, 3, 32, 32)
-
-
-@pytest.fixture(scope="module", params=[(1, _padded), (3, _coloured)], ids=["1x32x32", "3x32x32"])
+@pytest.fixture(scope="module", params=[1, 3], ids=["1x32x32", "3x32x32"])
 def run32(request, mnist, tmp_path_factory):
     """Return a run folder of `simple` trained one epoch on 32x32 images with 1 or 3 channels."""
-    channels, make = request.param
-    folder = write_idx_folder(tmp_path_factory.mktemp(f"data{channels}"),
-                              make(mnist.train_images[:SMALL_TRAIN]), mnist.train_labels[:SMALL_TRAIN].numpy(),
-                              make(mnist.test_images[:SMALL_TEST]), mnist.test_labels[:SMALL_TEST].numpy())
+    channels = request.param
+    dataset = mnist_32(mnist, tmp_path_factory.mktemp(f"data{channels}"), channels)
     run = tmp_path_factory.mktemp(f"run{channels}") / "run"
-    config = RunConfig().replace(data={"dataset": f"idx:{folder}", "val_size": 256},
+    config = RunConfig().replace(data={"dataset": dataset, "val_size": 256},
                                  train={"epochs": 1, "batch_size": 64, "precision": "fp32"})
     train(config, out=run)
     return run, channels

@@ -26,7 +26,7 @@ _LAZY = {"compare_models": "compare", "linear_cka": "compare", "permute_maps": "
          "maps": "jobs.maps", "kernels": "jobs.kernels", "patterns": "jobs.patterns", "top": "jobs.top",
          "probe_layers": ("jobs.probe", "probe"), "filters_demo": "jobs.filters", "layer_oip": "jobs.oip",
          "class_oip": "jobs.oip", "explain_image": ("jobs.explain", "explain"), "errors": "jobs.errors",
-         "compare": "jobs.compare", "report": "jobs.report"}
+         "compare": "jobs.compare", "report": "jobs.report", "import_model": "jobs.import_model"}
 
 
 def __getattr__(name: str):

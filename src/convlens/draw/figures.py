@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..runs import atomic_write  # noqa: E402
+from .inspect_figures import picture  # noqa: E402
 
 
 def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
@@ -65,14 +66,14 @@ def confusion(matrix: list[list[int]], class_names: tuple[str, ...]) -> Figure:
 
 
 def gallery(images: np.ndarray, titles: list[str], columns: int = 10, suptitle: str = "") -> Figure:
-    """Return a grid of 28x28 images with a title over each."""
+    """Return a grid of images (grey or colour) with a title over each."""
     n = max(len(images), 1)
     rows = -(-n // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles):
-        ax.imshow(img, cmap="gray_r", vmin=0, vmax=255)
+        ax.imshow(picture(img), cmap="gray_r", vmin=0, vmax=255)
         ax.set_title(title, fontsize=8)
     if suptitle:
         fig.suptitle(suptitle)

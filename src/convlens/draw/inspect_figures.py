@@ -29,10 +29,14 @@ def _off(ax):
 
 
 def picture(image: torch.Tensor) -> np.ndarray:
-    """Return an image (H, W), (1, H, W) or (3, H, W) as imshow takes it: (H, W) grey or (H, W, 3) colour."""
+    """Return an image (H, W), (1, H, W) or (3, H, W) as imshow takes it: (H, W) grey or (H, W, 3) colour.
+
+    uint8 stays uint8, which imshow reads as 0-255 in colour too.
+    """
+    image = torch.as_tensor(image)
     if image.dim() == 3:
         image = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
-    return image.float().numpy()
+    return image.numpy() if image.dtype == torch.uint8 else image.float().numpy()
 
 
 def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:

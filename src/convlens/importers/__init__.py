@@ -1,9 +1,11 @@
 """Models convlens did not train: each importer turns a file into the one layer graph of graph.py.
 
-    keras.py   Keras 3 .keras and legacy .h5, read with zipfile and h5py (no TensorFlow)
+    keras.py          Keras 3 .keras and legacy .h5, read with zipfile and h5py (no TensorFlow)
+    torch_export.py   PyTorch: an nn.Module (traced with torch.export) or a saved .pt2 program
 
-`import_file` picks the importer by the file's contents, applies the preprocessing the user names,
-re-orders what Keras flattened as (H, W, C), and returns a ready GraphNet with where it came from.
+`import_file` picks the importer by the file's contents and `import_module` takes a module; both
+apply the preprocessing the user names, re-order what Keras flattened as (H, W, C), and return a
+ready GraphNet with where it came from.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
 from ..errors import UserError
-from . import keras
+from . import keras, torch_export
 from .graph import GraphNet
 
 IMPORTER_VERSION = 1
-FORMATS = {"keras": "Keras 3 .keras or legacy HDF5 .h5"}
+FORMATS = {"keras": "Keras 3 .keras or legacy HDF5 .h5", "torch-export": "PyTorch .pt2 (torch.export.save)"}
 
 
 @dataclass
@@ -43,6 +48,8 @@ def detect(path: Path) -> str:
             raise UserError(f"{path} is a damaged zip archive (truncated?); save or copy the model again") from None
         if "config.json" in names:
             return "keras"
+        if any(n.endswith("archive_format") for n in names):
+            return "torch-export"
     raise UserError(f"{path} is not a model file convlens reads; formats: {', '.join(FORMATS.values())}")
 
 
@@ -52,13 +59,36 @@ def import_file(path: str | Path, mean: list[float] | None = None, std: list[flo
     if path.is_dir() or not path.is_file():
         raise UserError(f"model file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     kind = detect(path)
-    config, weights, version = keras.read(path)
-    graph, tensors = keras.to_graph(config, weights)
+    if kind == "keras":
+        config, weights, version = keras.read(path)
+        graph, tensors = keras.to_graph(config, weights)
+    else:
+        graph, tensors = torch_export.to_graph(torch_export.load(path))
+        version = torch.__version__
+    return _finish(graph, tensors, mean, std, {"format": kind, "file": path.name,
+                                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                               "importer": f"convlens-{kind} {IMPORTER_VERSION}",
+                                               "framework_version": version})
+
+
+def import_module(module: nn.Module, input_shape: tuple[int, int, int], mean: list[float] | None = None,
+                  std: list[float] | None = None) -> Imported:
+    """Return a PyTorch module as a GraphNet, traced with torch.export for images of `input_shape` (C, H, W).
+
+    The sha256 is that of the module's weights (as safetensors bytes), so the same weights give the same digest.
+    """
+    graph, tensors = torch_export.to_graph(torch_export.export(module, tuple(input_shape)))
+    digest = hashlib.sha256(safetensors_bytes({k: v.detach().contiguous().cpu()
+                                               for k, v in module.state_dict().items()})).hexdigest()
+    return _finish(graph, tensors, mean, std, {"format": "pytorch", "file": type(module).__name__, "sha256": digest,
+                                               "importer": f"convlens-torch-export {IMPORTER_VERSION}",
+                                               "framework_version": torch.__version__})
+
+
+def _finish(graph: dict, tensors: dict, mean, std, source: dict) -> Imported:
     if mean is not None or std is not None:
         graph = with_normalisation(graph, mean or [0.0], std or [1.0])
     model = _loaded(graph, tensors)
-    source = {"format": kind, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-              "importer": f"convlens-{kind} {IMPORTER_VERSION}", "framework_version": version}
     graph["source"] = source
     return Imported(model, graph, source)
 

@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..layers import Block
 
 FORMAT, VERSION = "convlens-graph", 1
+RESERVED = {"input", "input_shape", "preprocess"}  # names a layer may not take: the graph's input and GraphNet's own
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU, "elu": nn.ELU,
                "leaky_relu": nn.LeakyReLU, "linear": nn.Identity, "gelu": nn.GELU, "softplus": nn.Softplus,
                "swish": nn.SiLU}
@@ -127,15 +128,47 @@ class GraphNet(nn.Module):
         super().__init__()
         if graph.get("format") != FORMAT or graph.get("version") != VERSION:
             raise UserError(f"not a convlens graph of version {VERSION}; import the model again")
-        self.graph = graph
         self.input_shape = tuple(graph["input_shape"])
-        self.order: list[tuple[str, list[str]]] = []
+        self._order: list[tuple[str, list[str]]] = []  # layer names never start with "_" (module_name strips it)
         for node in graph["nodes"]:
             self.add_module(node["name"], _module(node))
-            self.order.append((node["name"], node.get("inputs", [])))
+            self._order.append((node["name"], node.get("inputs", [])))
 
     def forward(self, x):
         values = {"input": x}
-        for name, inputs in self.order:
+        for name, inputs in self._order:
             values[name] = getattr(self, name)(*(values[i] for i in inputs))
-        return values[self.order[-1][0]]
+        return values[self._order[-1][0]]
+
+
+def fuse(graph: dict, tensors: dict) -> dict:
+    """Merge a conv or dense with no activation into the batch norm and activation that alone follow it.
+
+    Then `conv2d` names the map after its activation, and its pre-activation is the conv (or batch
+    norm) inside it, as for convlens's own layers.
+    """
+    nodes = graph["nodes"]
+    consumers = lambda n: [m for m in nodes if n["name"] in m["inputs"]]  # noqa: E731
+    for node in list(nodes):
+        if node["op"] not in ("conv", "dense") or node.get("activation"):
+            continue
+        for follower_op in ("batchnorm", "activation"):
+            after = consumers(node)
+            if len(after) != 1 or after[0]["op"] != follower_op or (follower_op == "batchnorm" and "bn" in node):
+                continue
+            follower = after[0]
+            if follower_op == "batchnorm":
+                node["bn"] = follower["eps"]
+                for key in ("weight", "bias", "running_mean", "running_var"):
+                    tensors[f"{node['name']}.bn.{key}"] = tensors.pop(f"{follower['name']}.{key}")
+            else:
+                node["activation"] = follower["function"]
+            for m in consumers(follower):
+                m["inputs"] = [node["name"] if i == follower["name"] else i for i in m["inputs"]]
+            nodes.remove(follower)
+            if nodes[-1] is node:
+                break
+    for node in nodes:
+        if node["op"] == "batchnorm" and any(n["name"] in node["inputs"] and n["op"] == "dense" for n in nodes):
+            node["dims"] = 1
+    return graph

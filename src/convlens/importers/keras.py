@@ -2,9 +2,9 @@
 
 Read with zipfile and h5py. Kernels move from HWIO to OIHW; the first Dense after a Flatten gets
 its inputs re-ordered from Keras's (H, W, C) flattening to PyTorch's (C, H, W); a final softmax is
-dropped so the last layer gives logits; a Conv2D or Dense with no activation of its own that feeds
-a BatchNormalization and/or an Activation becomes one layer with them, so `conv2d` is the map
-after its activation, as Keras users read it.
+dropped so the last layer gives logits; graph.fuse makes a Conv2D or Dense with no activation of
+its own one layer with the BatchNormalization and Activation that follow it, so `conv2d` is the
+map after its activation, as Keras users read it.
 
 Where Keras 3 keeps the weights: `layers/<snake_case class name>[_N]/vars/<i>` in model.layers
 order (not the layers' own names); legacy HDF5 keeps them under `model_weights/<layer name>`,
@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, module_name
+from .graph import FORMAT, VERSION, fuse, module_name
 
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalAveragePooling2D", "Dense",
              "Dropout", "BatchNormalization", "Activation", "ReLU", "Rescaling", "Add")
@@ -144,7 +144,7 @@ def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, 
         nodes.append(node)
         previous = name
     graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
-    return _fuse(graph, tensors), tensors
+    return fuse(graph, tensors), tensors
 
 
 def _chw(shape: list, layer: dict) -> tuple[int, int, int]:
@@ -216,36 +216,3 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
 
 def _per_channel(value, factor: float):
     return [float(v) * factor for v in value] if isinstance(value, list) else float(value) * factor
-
-
-def _fuse(graph: dict, tensors: dict) -> dict:
-    """Merge a conv or dense with no activation into the BatchNormalization and Activation that alone follow it.
-
-    Then `conv2d` names the map after its activation, and its pre-activation is the conv (or batch
-    norm) inside it, as for convlens's own layers.
-    """
-    nodes = graph["nodes"]
-    consumers = lambda n: [m for m in nodes if n["name"] in m["inputs"]]  # noqa: E731
-    for node in list(nodes):
-        if node["op"] not in ("conv", "dense") or node.get("activation"):
-            continue
-        for follower_op in ("batchnorm", "activation"):
-            after = consumers(node)
-            if len(after) != 1 or after[0]["op"] != follower_op or (follower_op == "batchnorm" and "bn" in node):
-                continue
-            follower = after[0]
-            if follower_op == "batchnorm":
-                node["bn"] = follower["eps"]
-                for key in ("weight", "bias", "running_mean", "running_var"):
-                    tensors[f"{node['name']}.bn.{key}"] = tensors.pop(f"{follower['name']}.{key}")
-            else:
-                node["activation"] = follower["function"]
-            for m in consumers(follower):
-                m["inputs"] = [node["name"] if i == follower["name"] else i for i in m["inputs"]]
-            nodes.remove(follower)
-            if nodes[-1] is node:
-                break
-    for node in nodes:
-        if node["op"] == "batchnorm" and any(n["name"] in node["inputs"] and n["op"] == "dense" for n in nodes):
-            node["dims"] = 1
-    return graph

@@ -11,31 +11,39 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from torch import nn
+
 from .. import runs
 from ..config import RunConfig
 from ..data import load_dataset
 from ..errors import UserError
-from ..importers import import_file
+from ..importers import import_file, import_module
 from ..layers import layer_table
 from . import Result
 from .train import evaluate_run
 
 
-def import_model(model_file: str | Path, dataset: str, out: str | Path, mean: list[float] | None = None,
+def import_model(model: str | Path | nn.Module, dataset: str, out: str | Path, mean: list[float] | None = None,
                  std: list[float] | None = None) -> Result:
-    """Import a model file (Keras .keras/.h5) as a run folder evaluated on `dataset`'s test set."""
+    """Import a model as a run folder evaluated on `dataset`'s test set.
+
+    model: a file (Keras .keras or .h5, PyTorch .pt2) or any nn.Module, traced for the data set's images.
+    """
     out = Path(out)
     if out.exists():
         raise UserError(f"{out} already exists; choose another run folder")
-    imported = import_file(model_file, mean, std)
     data = load_dataset(dataset)
+    if isinstance(model, nn.Module):
+        imported = import_module(model, data.image_shape, mean, std)
+    else:
+        imported = import_file(model, mean, std)
     shape = tuple(imported.graph["input_shape"])
     if shape != data.image_shape:
         raise UserError(f"the model takes images of {_shape(shape)} but {dataset} has {_shape(data.image_shape)}; "
                         "import it with a data set of its own image size (an IDX folder)")
     table = layer_table(imported.model)
     if not table.convs:
-        raise UserError(f"{Path(model_file).name} has no convolution; convlens looks inside convolutional networks")
+        raise UserError(f"{imported.source['file']} has no convolution; convlens looks inside convolutional networks")
     classes = table.layers[-1].output_shape
     if classes != (data.num_classes,):
         raise UserError(f"the model ends in {classes[0] if len(classes) == 1 else classes} outputs but {dataset} has "
