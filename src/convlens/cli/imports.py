@@ -1,4 +1,4 @@
-"""convlens import: a run folder from a model trained elsewhere (Keras .keras or .h5, PyTorch .pt2)."""
+"""convlens import: a run folder from a model trained elsewhere (Keras .keras or .h5, ONNX, PyTorch .pt2)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from .flags import console, print_written
 
 
 def add(sub) -> None:
-    imp = sub.add_parser("import", help="make a run folder from a model trained elsewhere (Keras .keras/.h5, PyTorch .pt2)",
+    imp = sub.add_parser("import", help="make a run folder from a model trained elsewhere (Keras .keras/.h5, ONNX, PyTorch .pt2)",
                          description="Import a model file as a run folder: every command (summary, eval, maps, "
                          "kernels, oip, explain, compare, report, serve, ...) then works on it. Pixels reach the "
                          "model as pixels / 255, the articles' convention, unless --mean/--std or the model's own "
                          "Rescaling layer say otherwise. Example: convlens import articles.keras --dataset mnist "
                          "--out runs/articles-keras")
-    imp.add_argument("model", help="the model file: Keras 3 .keras, legacy HDF5 .h5, or a torch.export .pt2 "
+    imp.add_argument("model", help="the model file: Keras 3 .keras, legacy HDF5 .h5, ONNX .onnx, or a torch.export .pt2 "
                      "(from Python, convlens.import_model(module, ...) takes any nn.Module)")
     imp.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or idx:DIR: the images the model takes "
                      "(default mnist)")

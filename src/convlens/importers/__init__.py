@@ -1,6 +1,7 @@
 """Models convlens did not train: each importer turns a file into the one layer graph of graph.py.
 
     keras.py          Keras 3 .keras and legacy .h5, read with zipfile and h5py (no TensorFlow)
+    onnx.py           ONNX graphs, read with the onnx package
     torch_export.py   PyTorch: an nn.Module (traced with torch.export) or a saved .pt2 program
 
 `import_file` picks the importer by the file's contents and `import_module` takes a module; both
@@ -22,11 +23,12 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import UserError
-from . import keras, torch_export
+from . import keras, onnx, torch_export
 from .graph import GraphNet
 
 IMPORTER_VERSION = 1
-FORMATS = {"keras": "Keras 3 .keras or legacy HDF5 .h5", "torch-export": "PyTorch .pt2 (torch.export.save)"}
+FORMATS = {"keras": "Keras 3 .keras or legacy HDF5 .h5", "onnx": "ONNX .onnx",
+           "torch-export": "PyTorch .pt2 (torch.export.save)"}
 
 
 @dataclass
@@ -50,6 +52,8 @@ def detect(path: Path) -> str:
             return "keras"
         if any(n.endswith("archive_format") for n in names):
             return "torch-export"
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":  # an ONNX protobuf opens with its ir_version field
+        return "onnx"
     raise UserError(f"{path} is not a model file convlens reads; formats: {', '.join(FORMATS.values())}")
 
 
@@ -62,6 +66,8 @@ def import_file(path: str | Path, mean: list[float] | None = None, std: list[flo
     if kind == "keras":
         config, weights, version = keras.read(path)
         graph, tensors = keras.to_graph(config, weights)
+    elif kind == "onnx":
+        graph, tensors, version = onnx.to_graph(onnx.read(path))
     else:
         graph, tensors = torch_export.to_graph(torch_export.load(path))
         version = torch.__version__
@@ -108,7 +114,7 @@ def _loaded(graph: dict, tensors: dict[str, np.ndarray]) -> GraphNet:
     """Build the GraphNet, re-order dense inputs that follow a Keras flatten, and load the weights."""
     model = GraphNet(graph).eval()
     _torch_flatten_order(model, graph, tensors)
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}  # copies: inputs may be read-only
     try:
         model.load_state_dict(state | _unchanged_buffers(model, state), strict=True)
     except RuntimeError as e:

@@ -1,0 +1,183 @@
+"""ONNX models, read with the `onnx` package into the layer graph (no onnx2torch: it needs torchvision).
+
+The operators small CNNs export: Conv, Relu/Tanh/Sigmoid/LeakyRelu, MaxPool, AveragePool,
+GlobalAveragePool, BatchNormalization, Gemm, MatMul (+ Add of a bias), Add, Mul, Flatten, Reshape to
+(batch, features), Softmax at the end, Dropout, Identity, and a Transpose from NHWC input. Layers
+are named after the module path exporters put in node names (`/features/features.0/Conv` becomes
+`features_0`); graph.fuse makes a Conv and the ReLU after it one layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .graph import FORMAT, RESERVED, VERSION, fuse, module_name
+
+ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "Elu": "elu"}
+PASS_THROUGH = ("Dropout", "Identity")
+# Ops that only compute a shape (x.view(x.size(0), -1) exports as Shape -> Gather -> Unsqueeze -> Concat -> Reshape):
+# followed as values, never made layers.
+SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice")
+SUPPORTED = ("Conv", "Relu", "Tanh", "Sigmoid", "Selu", "Elu", "LeakyRelu(0.01)", "MaxPool", "AveragePool",
+             "GlobalAveragePool", "BatchNormalization", "Gemm", "MatMul", "Add", "Mul", "Flatten", "Reshape",
+             "Softmax (last)", "Dropout", "Identity", "Transpose (NHWC input)")
+
+
+def read(path: Path):
+    """Return the ModelProto of an .onnx file, checked."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+        return model
+    except Exception as e:  # protobuf and the checker raise many types; each means a damaged or foreign file
+        raise UserError(f"{path} is not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                        "export it again") from None
+
+
+def _attributes(node) -> dict:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def to_graph(model) -> tuple[dict, dict[str, np.ndarray], str]:
+    """Return (graph, tensors named as GraphNet's state dict, producer) of an ONNX ModelProto."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    constants = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant":
+            constants[node.output[0]] = numpy_helper.to_array(_attributes(node)["value"])
+    inputs = [i for i in g.input if i.name not in constants]
+    if len(inputs) != 1:
+        raise UserError(f"the model has {len(inputs)} inputs; convlens opens models of one image input")
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    names, ranks = {inputs[0].name: "input"}, {inputs[0].name: len(dims)}
+    nodes, tensors, used, input_shape = [], {}, set(RESERVED), tuple(dims[1:])
+    shapes: dict[str, int] = {}  # outputs of shape arithmetic: their length where known
+    compute = [n for n in g.node if n.op_type != "Constant"]
+    compute = [n for n in compute if not _shape_arithmetic(n, constants, shapes)]
+    for i, node in enumerate(compute):
+        op, a = node.op_type, _attributes(node)
+        if op == "Reshape" and node.input[1] in shapes:
+            constants[node.input[1]] = np.zeros(shapes[node.input[1]])  # only its length matters below
+        sources = [x for x in node.input if x and x not in constants]
+        last = i == len(compute) - 1
+        if op in PASS_THROUGH or (op == "Softmax" and last) or _nhwc_input(node, a, names):
+            if op == "Transpose":
+                input_shape = (dims[3], dims[1], dims[2])
+            names[node.output[0]], ranks[node.output[0]] = names[sources[0]], ranks[sources[0]]
+            continue
+        if op == "Add" and len(sources) == 1 and _adds_bias(node, sources[0], constants, names, nodes, tensors):
+            names[node.output[0]], ranks[node.output[0]] = names[sources[0]], ranks[sources[0]]
+            continue
+        name = _unique(_layer_name(node), used)
+        converted, rank = _convert(node, op, a, name, constants, tensors, ranks.get(sources[0], 4) if sources else 4)
+        nodes.append({"name": name, **converted, "inputs": [names[x] for x in sources]})
+        names[node.output[0]], ranks[node.output[0]] = name, rank
+    if len(input_shape) != 3 or not all(input_shape):
+        raise UserError(f"the model's input has shape {dims}; convlens opens image models (N, C, H, W) of fixed size")
+    graph = {"format": FORMAT, "version": VERSION, "input_shape": [int(d) for d in input_shape], "nodes": nodes}
+    return fuse(graph, tensors), tensors, model.producer_name or "onnx"
+
+
+def _shape_arithmetic(node, constants: dict, shapes: dict) -> bool:
+    """Record and skip a node that computes a shape; its output length is the count of a Concat's parts."""
+    op = node.op_type
+    if op == "Shape" or (op in SHAPE_OPS and all(x in shapes or x in constants for x in node.input if x)):
+        shapes[node.output[0]] = len(node.input) if op == "Concat" else 1
+        return True
+    return False
+
+
+def _nhwc_input(node, a: dict, names: dict) -> bool:
+    return node.op_type == "Transpose" and names.get(node.input[0]) == "input" and list(a.get("perm", [])) == [0, 3, 1, 2]
+
+
+def _adds_bias(node, source: str, constants: dict, names: dict, nodes: list, tensors: dict) -> bool:
+    """Fold MatMul + Add(bias) into one dense layer; True when it did."""
+    producer = next((n for n in nodes if n["name"] == names[source]), None)
+    bias = next(constants[x] for x in node.input if x in constants)
+    if producer is None or producer["op"] != "dense" or producer["bias"] or bias.shape != (producer["out"],):
+        return False
+    producer["bias"] = True
+    tensors[f"{producer['name']}.linear.bias"] = bias
+    return True
+
+
+def _layer_name(node) -> str:
+    parts = [p for p in node.name.split("/") if p]
+    return module_name(parts[-2] if len(parts) >= 2 else (node.name or node.op_type.lower()))
+
+
+def _unique(name: str, used: set) -> str:
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{name}_{n}"
+    used.add(candidate)
+    return candidate
+
+
+def _unsupported(node, why: str = "") -> UserError:
+    return UserError(f"operator {node.op_type} ('{node.name}'){' (' + why + ')' if why else ''} is not supported; "
+                     f"convlens imports {', '.join(SUPPORTED)}")
+
+
+def _convert(node, op: str, a: dict, name: str, constants: dict, tensors: dict, rank: int) -> tuple[dict, int]:
+    """Return (node attributes, rank of its output)."""
+    if op == "Conv":
+        weight = constants[node.input[1]]
+        bias = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if any(d != 1 for d in a.get("dilations", [1, 1])) or a.get("group", 1) != 1:
+            raise _unsupported(node, "dilation or groups")
+        pads, auto = list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", b"NOTSET").decode()
+        if auto in ("SAME_UPPER",):
+            padding = "same"
+        elif pads[:2] == pads[2:] and auto in ("NOTSET", "VALID"):
+            padding = pads[:2]
+        else:
+            raise _unsupported(node, f"asymmetric padding {pads} / {auto}")
+        tensors[f"{name}.conv.weight"] = weight
+        if bias is not None:
+            tensors[f"{name}.conv.bias"] = bias
+        return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": list(weight.shape[2:]),
+                "stride": list(a.get("strides", [1, 1])), "padding": padding, "bias": bias is not None}, 4
+    if op in ("Gemm", "MatMul"):
+        weight = constants.get(node.input[1])
+        if weight is None or (op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1 or a.get("beta", 1.0) != 1)):
+            raise _unsupported(node, "a weight that is not a constant, or transA/alpha/beta")
+        weight = weight if op == "Gemm" and a.get("transB", 0) else weight.T  # -> (out, in)
+        bias = constants.get(node.input[2]) if op == "Gemm" and len(node.input) > 2 else None
+        tensors[f"{name}.linear.weight"] = weight
+        if bias is not None:
+            tensors[f"{name}.linear.bias"] = bias
+        return {"op": "dense", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "bias": bias is not None}, 2
+    if op == "BatchNormalization":
+        for key, index in (("weight", 1), ("bias", 2), ("running_mean", 3), ("running_var", 4)):
+            tensors[f"{name}.{key}"] = constants[node.input[index]]
+        return {"op": "batchnorm", "features": int(len(tensors[f"{name}.running_mean"])),
+                "eps": float(a.get("epsilon", 1e-5)), "dims": 2 if rank == 4 else 1}, rank
+    if op in ("MaxPool", "AveragePool"):
+        if any(a.get("pads", [0])) or a.get("ceil_mode", 0) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+            raise _unsupported(node, "padding or ceil_mode")
+        kernel = list(a["kernel_shape"])
+        return {"op": "maxpool" if op == "MaxPool" else "avgpool", "kernel": kernel,
+                "stride": list(a.get("strides", kernel))}, 4
+    if op == "GlobalAveragePool":
+        return {"op": "global_avgpool"}, 2
+    if op in ACTIVATIONS or (op == "LeakyRelu" and abs(a.get("alpha", 0.01) - 0.01) < 1e-9):
+        return {"op": "activation", "function": ACTIVATIONS.get(op, "leaky_relu")}, rank
+    if op == "Flatten" and a.get("axis", 1) == 1:
+        return {"op": "flatten"}, 2
+    if op == "Reshape" and len(constants.get(node.input[1], [])) == 2 and rank in (2, 4):
+        return {"op": "flatten"}, 2
+    if op in ("Add", "Mul") and len([x for x in node.input if x not in constants]) == 2:
+        return {"op": "add" if op == "Add" else "mul"}, rank
+    raise _unsupported(node)
