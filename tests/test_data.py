@@ -100,7 +100,7 @@ def test_missing_and_ambiguous_files_are_reported(tmp_path):
 
 
 def test_unknown_dataset_name_lists_the_choices():
-    with pytest.raises(UserError, match="unknown dataset 'cifar'; choose one of mnist, fashion-mnist or idx:DIR"):
+    with pytest.raises(UserError, match="unknown dataset 'cifar'; choose one of mnist, fashion-mnist, idx:DIR"):
         load_dataset("cifar")
 
 

@@ -152,11 +152,14 @@ def read_dataset_folder(folder: Path, name: str, class_names: tuple[str, ...] | 
 
 
 def dataset_folder(name: str) -> tuple[Path, DatasetSpec | None]:
-    """Return the folder a dataset name points to, and its registry entry (None for idx:DIR)."""
+    """Return the folder a dataset name points to, and its registry entry (None for idx:DIR and image folders)."""
     if name.startswith("idx:"):
         return Path(name[4:]).expanduser(), None
+    if name not in REGISTRY and Path(name).expanduser().is_dir():  # an image folder of the user's own
+        return Path(name).expanduser(), None
     if name not in REGISTRY:
-        raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(REGISTRY)} or idx:DIR")
+        raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(REGISTRY)}, idx:DIR (IDX files) or a "
+                        "folder of images with one sub-folder per class")
     spec = REGISTRY[name]
     folder = data_dir() / spec.folder
     if not folder.is_dir():
@@ -167,11 +170,15 @@ def dataset_folder(name: str) -> tuple[Path, DatasetSpec | None]:
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, folder: str, mtime_ns: int) -> Dataset:
     _, spec = dataset_folder(name)
+    if spec is None and not name.startswith("idx:"):
+        from .imagefolder import read_image_folder
+
+        return read_image_folder(Path(folder), name)
     return read_dataset_folder(Path(folder), name, spec.class_names if spec else None)
 
 
 def load_dataset(name: str = "mnist") -> Dataset:
-    """Return a data set by name (mnist, fashion-mnist, idx:DIR), read once per process and cached."""
+    """Return a data set by name (mnist, fashion-mnist, idx:DIR, or an image folder), read once per process."""
     folder, _ = dataset_folder(name)
     if not folder.is_dir():
         raise UserError(f"data folder {folder} does not exist; check the path after idx:")

@@ -109,3 +109,29 @@ def test_an_rgb_models_oip_raises_its_maps_activation(mnist, tmp_path):
     for entry in json.loads((tmp_path / "oip" / "oip.json").read_text())["maps"]:
         assert entry["activation"] > max(start[entry["map"]].mean().item(), 0.0)
     assert result.data["conv2"]["maps"] == 3
+
+
+def test_the_live_page_takes_a_colour_picture_for_a_colour_model(mnist, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from convlens.data import load_dataset
+    from convlens.web.live import LiveRun
+
+    module = trained_like(Residual(channels=3, side=32))
+    dataset = mnist_32(mnist, tmp_path / "rgb", 3)
+    import_model(module, dataset, tmp_path / "runs" / "rgb")
+    live = LiveRun(tmp_path / "runs" / "rgb")
+    assert live.info()["input_shape"] == [3, 32, 32]
+    image = load_dataset(dataset).test_images[0]  # (3, 32, 32) uint8
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
+    result = live.analyse_upload(buffer.getvalue())
+    with torch.no_grad():
+        probabilities = module(image[None].float() / 255).softmax(1)[0]
+    assert result["predicted"] == int(probabilities.argmax())
+    assert result["probabilities"] == pytest.approx(probabilities.tolist(), abs=1e-4)
+    assert {layer["name"] for layer in result["layers"]} >= {"conv1", "conv2", "down", "pool"}
+    with pytest.raises(UserError, match="takes colour images; upload or drop a PNG or JPEG"):
+        live.analyse_drawing(bytes(100), 10, 10)

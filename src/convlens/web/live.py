@@ -23,7 +23,7 @@ from ..inspection.maps import top_activations
 from ..runs import Run, load_run
 from ..speed import images_to_device
 from ..training import predict
-from .preprocess import PREPROCESSORS, decode_image, preprocessor_for, to_uint8
+from .preprocess import PREPROCESSORS, decode_colour, decode_image, preprocessor_for, to_uint8
 
 ATTRIBUTION_STEPS = 4  # integrated-gradients steps for the live overlay: maps correlate 0.998 (median, 100 test digits) with 64 steps; 8 steps cost 2.4 ms more
 TOP_INPUTS = 8  # real test images shown per map
@@ -68,7 +68,8 @@ class LiveRun:
         buffer = io.BytesIO()
         canvas.save(buffer, format="PNG")
         self.analyse_upload(buffer.getvalue())
-        self.analyse_drawing(canvas.tobytes(), 140, 140)
+        if self.run.layers.input_shape[0] == 1:  # the pad draws grey digits
+            self.analyse_drawing(canvas.tobytes(), 140, 140)
 
     @property
     def dataset(self):
@@ -107,6 +108,9 @@ class LiveRun:
     def analyse_upload(self, data: bytes) -> dict:
         """Decode a PNG/JPEG (a photo or a saved drawing), preprocess it like the data set, and analyse it."""
         started = time.perf_counter()
+        channels, height, width = self.run.layers.input_shape
+        if channels == 3:  # a colour model sees the picture as it is, resized to its input
+            return self.analyse(decode_colour(data, (height, width)), started=started)
         return self._analyse_pixels(decode_image(data), started)
 
     def analyse_drawing(self, data: bytes, width: int, height: int) -> dict:
@@ -115,6 +119,8 @@ class LiveRun:
         The pad sends raw bytes rather than a PNG: encoding one in the browser took 3-30 ms per stroke.
         """
         started = time.perf_counter()
+        if self.run.layers.input_shape[0] != 1:
+            raise UserError("this model takes colour images; upload or drop a PNG or JPEG instead of drawing")
         if len(data) != width * height:
             raise UserError(f"a {width}x{height} drawing is {width * height} bytes; the body has {len(data)}")
         pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(height, width).float() / 255.0

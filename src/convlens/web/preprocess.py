@@ -33,6 +33,19 @@ def decode_image(data: bytes) -> torch.Tensor:
     A light background (paper, a white canvas) is inverted, judged by the image's border.
     Anything that is not a decodable PNG or JPEG within the size limits is a UserError.
     """
+    pixels = torch.from_numpy(np.asarray(_decoded(data, _flatten_alpha), dtype=np.float32) / 255.0)  # (H, W)
+    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return 1.0 - pixels if border.mean() > 0.5 else pixels
+
+
+def decode_colour(data: bytes, size: tuple[int, int]) -> torch.Tensor:
+    """Return a PNG/JPEG as colour uint8 (3, H, W) resized to `size` (H, W), for models that take colour images."""
+    image = _decoded(data, lambda im: im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+def _decoded(data: bytes, convert) -> Image.Image:
+    """Return convert(image) of an upload after checking its size, format and pixel count; else a UserError."""
     if not data:
         raise UserError("the upload is empty; send a PNG or JPEG image")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -45,13 +58,10 @@ def decode_image(data: bytes) -> torch.Tensor:
                 raise UserError(f"the upload is a {image.format} image; send a PNG or JPEG")
             if image.width * image.height > MAX_PIXELS:
                 raise UserError(f"the image is {image.width}x{image.height}; the limit is {MAX_PIXELS:,} pixels")
-            gray = _flatten_alpha(image)
+            return convert(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as e:
         raise UserError(f"the upload is not a readable PNG or JPEG image ({type(e).__name__})") from None
-    pixels = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)  # (H, W)
-    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return 1.0 - pixels if border.mean() > 0.5 else pixels
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:

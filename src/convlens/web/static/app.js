@@ -334,6 +334,8 @@ async function openRun(name) {
   const select = $("class");
   select.replaceChildren(...i.classes.map((c, k) => new Option(`${k}: ${c}`, k)));
   $("index").max = i.test_size - 1;
+  // The pad draws grey digits; a colour model takes a picture: upload it, or drop it anywhere on the page.
+  $("pad").hidden = i.input_shape[0] !== 1;
   buildLayers();
   await pickTest("pick=index&index=0", "");
 }
@@ -351,6 +353,11 @@ async function start() {
   $("pick-wrong").addEventListener("click", () => pickTest(`pick=misclassified&seed=${randomSeed()}`, ""));
   $("pick-index").addEventListener("click", () => pickTest(`pick=index&index=${Number($("index").value) || 0}`, ""));
   $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); e.target.value = ""; });
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+  });
   $("show-overlay").addEventListener("change", (e) => { $("overlay").style.visibility = e.target.checked ? "visible" : "hidden"; });
   $("run").addEventListener("change", (e) => openRun(e.target.value).catch((err) => showError(err.message)));
   try {
