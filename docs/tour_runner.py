@@ -4,7 +4,8 @@ usage: python docs/tour_runner.py [--workdir DIR]
 
 The commands are read from the ```bash blocks of tour.md, in order, and run from a fresh working
 folder; each `<!-- figure: SOURCE -> TARGET -->` line copies the file a command wrote next to
-tour.md. `live RUN` as a source is a screenshot of the live page with a drawn "4".
+tour.md. `live RUN` as a source is a screenshot of the live page with a drawn "4". The Keras file
+step 14 imports is the articles' net the tests use (tests/fixtures/keras), copied into the folder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ from pathlib import Path
 TOUR = Path(__file__).resolve().parent / "tour.md"
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 FIGURE = re.compile(r"<!-- figure: (.+?) -> (\S+) -->")
+KERAS_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "keras" / "articles.keras"
+
+
+def prepare(workdir: Path) -> Path:
+    """Make the working folder and put the articles' Keras file in it, as a reader of the tour would have it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(KERAS_MODEL, workdir / KERAS_MODEL.name)
+    return workdir
 
 
 def commands(text: str) -> list[list[str]]:
@@ -81,8 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="run here (default: a fresh temporary folder)")
     args = parser.parse_args()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="convlens-tour-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = prepare(Path(args.workdir or tempfile.mkdtemp(prefix="convlens-tour-")))
     text = TOUR.read_text()
     for argv in commands(text):
         print(f"$ {shlex.join(argv)}", flush=True)

@@ -23,7 +23,7 @@ import tour_runner  # noqa: E402
 
 STEPS = ["Basics", "Build and train", "Learning-rate schedule", 'Feature maps of a "4"', 'Three "4"s',
          "Class patterns", "The role of the MLP part", "OIPs layer by layer", "Class OIPs", "Attributions",
-         "Do two trainings learn the same filters", "Fashion-MNIST", "See it all"]
+         "Do two trainings learn the same filters", "Fashion-MNIST", "See it all", "Bring the model you trained"]
 SMALLER = {"oip": ["--steps", "8"], "explain": ["--steps", "8"], "errors": ["--steps", "8"],
            "compare": ["--test-images", "200"], "train": ["--epochs", "1", "--val-size", "256"]}
 
@@ -40,6 +40,8 @@ def small_fashion(tmp_path_factory) -> str:
 def made_small(argv: list[str], mnist: str, fashion: str) -> list[str]:
     """Return a tour command on the small data sets, with fewer epochs and steps."""
     argv = list(argv)
+    if argv[1] == "import":
+        argv[argv.index("--dataset") + 1] = mnist
     if argv[1] == "train":
         if "--dataset" in argv:
             i = argv.index("--dataset")
@@ -74,11 +76,12 @@ def test_the_tour_has_every_article_step_with_a_command_and_a_figure():
 def test_every_tour_command_runs_and_writes_its_figure(small_mnist, small_fashion, tmp_path):
     text = (DOCS / "tour.md").read_text()
     ran = []
+    tour_runner.prepare(tmp_path)
     for argv in tour_runner.commands(text):
         tour_runner.run(made_small(argv, small_mnist, small_fashion), tmp_path, serve=answers, in_process=True)
         ran.append(argv[1])
     assert len(ran) >= 20 and {"train", "maps", "patterns", "probe", "oip", "explain", "errors", "compare", "report",
-                                "serve", "summary"} <= set(ran)
+                                "serve", "summary", "import"} <= set(ran)
     for source, _ in tour_runner.figures(text):
         if not source.startswith("live "):
             assert (tmp_path / source).is_file(), source

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convlens.cli import main
+from unsupported import Upsampling
 from convlens.errors import UserError
 from convlens.importers import import_file
 from convlens.inspection.maps import feature_maps
@@ -82,14 +83,6 @@ def test_an_onnx_file_imports_through_the_cli(exported, tmp_path, capsys):
 
 
 def test_unsupported_operators_and_damaged_files_are_one_line(tmp_path):
-    class Upsampling(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 2, 3)
-
-        def forward(self, x):
-            return F.interpolate(self.conv(x), scale_factor=2.0).flatten(1)[:, :10]
-
     with pytest.raises(UserError, match=r"operator Resize .* is not supported; convlens imports Conv"):
         import_model(export(Upsampling(), tmp_path / "up.onnx"), "mnist", tmp_path / "run")
     damaged = tmp_path / "damaged.onnx"

@@ -13,6 +13,7 @@ from torch import nn
 
 from conftest import mnist_32
 from convlens.cli import main
+from unsupported import Upsampling
 from convlens.errors import UserError
 from convlens.importers import import_module
 from convlens.inspection.maps import feature_maps
@@ -86,14 +87,6 @@ def test_a_pt2_file_imports_through_the_cli_and_reopens_without_the_users_code(t
 
 
 def test_an_unsupported_operator_is_named(tmp_path):
-    class Upsampling(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 2, 3)
-
-        def forward(self, x):
-            return F.interpolate(self.conv(x), scale_factor=2.0).flatten(1)[:, :10]
-
     with pytest.raises(UserError, match="operator aten.upsample_nearest2d.vec .* is not supported; convlens imports"):
         import_model(Upsampling(), "mnist", tmp_path / "run")
     assert not (tmp_path / "run").exists()

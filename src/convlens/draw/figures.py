@@ -12,10 +12,11 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed; Jupyter's inline backend still renders returned Figures
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..runs import atomic_write  # noqa: E402
-from .inspect_figures import picture  # noqa: E402
+from .inspect_figures import _show_mosaic, mosaic  # noqa: E402
 
 
 def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
@@ -66,15 +67,27 @@ def confusion(matrix: list[list[int]], class_names: tuple[str, ...]) -> Figure:
 
 
 def gallery(images: np.ndarray, titles: list[str], columns: int = 10, suptitle: str = "") -> Figure:
-    """Return a grid of images (grey or colour) with a title over each."""
-    n = max(len(images), 1)
-    rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), squeeze=False)
-    for ax in axes.flat:
+    """Return a grid of images (grey or colour) with a title over each.
+
+    One imshow of a mosaic with text above each tile: 50 separate axes spent 2 s of every
+    evaluation laying out their titles (profiled on `convlens import`), the mosaic a tenth of that.
+    """
+    images = torch.as_tensor(np.asarray(images))
+    if len(images) == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles):
-        ax.imshow(picture(img), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(suptitle or "nothing to show")
+        return fig
+    side = images.shape[-1]
+    pad = max(8, side // 3)  # room for a title line above each tile
+    columns = min(columns, len(images))
+    canvas, corners = mosaic(images.float(), columns, pad=pad)
+    rows = -(-len(images) // columns)
+    fig, ax = plt.subplots(figsize=(columns * 1.1, rows * 1.25 + 0.4))
+    _show_mosaic(ax, canvas, "gray_r", 0, 255)
+    ax.set_ylim(canvas.shape[0] - 0.5, -pad)
+    for (top, left), title in zip(corners, titles):
+        ax.text(left + side / 2, top - 1, title, fontsize=8, ha="center", va="bottom")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
