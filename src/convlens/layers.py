@@ -158,7 +158,8 @@ def _pre_activation(name: str, module: nn.Module) -> str | None:
         return None
     parts = dict(module.named_children())
     inner = "bn" if "bn" in parts else ("conv" if "conv" in parts else "linear")
-    return f"{name}.{inner}" if not isinstance(parts.get("act"), nn.Identity) else None
+    has_activation = "act" in parts and not isinstance(parts["act"], nn.Identity)
+    return f"{name}.{inner}" if has_activation else None
 
 
 def _type_name(module: nn.Module) -> str:

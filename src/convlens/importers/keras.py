@@ -28,7 +28,6 @@ from .graph import FORMAT, VERSION, fuse, module_name
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalAveragePooling2D", "Dense",
              "Dropout", "BatchNormalization", "Activation", "ReLU", "Rescaling", "Add")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu", "elu", "linear", "gelu", "softplus", "swish", "silu")
-PASS_THROUGH = ("Dropout",)  # layers that only matter in training
 
 
 def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
@@ -96,11 +95,11 @@ def _inbound(layer: dict, previous: str | None) -> list[str]:
     nodes = layer.get("inbound_nodes")
     if not nodes:
         return [previous] if previous else []
-    args = nodes[0]["args"] if isinstance(nodes[0], dict) else nodes[0]  # Keras 3 dicts; Keras 2 lists
-    if isinstance(nodes[0], dict):
-        args = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+    first = nodes[0]
+    if isinstance(first, dict):  # Keras 3: {"args": [a tensor, or a list of tensors for Add], "kwargs": {}}
+        args = first["args"][0] if isinstance(first["args"][0], list) else first["args"]
         return [a["config"]["keras_history"][0] for a in args]
-    return [a[0] for a in args]
+    return [a[0] for a in first]  # Keras 2: [[layer name, node index, tensor index, kwargs], ...]
 
 
 def _unsupported(layer: dict, why: str = "") -> UserError:
@@ -141,6 +140,8 @@ def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, 
             input_shape = _chw(shape[1:], layer)
         node = {"name": names[name], "inputs": [names[n] for n in _inbound(layer, previous)]}
         node |= _node(layer, weights.get(name, []), last, tensors, names[name])
+        if node["op"] == "add" and len(node["inputs"]) != 2:
+            raise _unsupported(layer, f"{len(node['inputs'])} inputs")
         nodes.append(node)
         previous = name
     graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
@@ -208,8 +209,6 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
             raise _unsupported(layer, "keepdims")
         return {"op": "global_avgpool"}
     if kind == "Add":
-        if len(layer.get("inbound_nodes", [{}])[0].get("args", [[0, 0]])[0]) != 2:
-            raise _unsupported(layer, "more than two inputs")
         return {"op": "add"}
     return {"op": "identity"}  # Dropout
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..inspection.filters import conv_weight
-from ..layers import LayerTable, layer_table
+from ..layers import layer_table
 from .ascent import Ascent, ascend
 from .noise import multiscale_noise
 from .objectives import LayerTarget, LogitTarget
