@@ -161,3 +161,9 @@ def test_a_keras_training_compares_with_a_convlens_training_layer_by_layer(train
     assert list(layers) == ["conv2d", "conv2d_1", "conv2d_2"]
     assert [len(v["matched"]) for v in layers.values()] == [32, 64, 128]
     assert report["pairs"]["keras vs run"]["prediction_agreement"] > 0.8
+
+
+def test_an_imported_run_is_not_trained_further(keras_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(keras_run)])
+    assert exit_info.value.code == 2 and "holds an imported model" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def config_from_args(args) -> tuple[RunConfig, list[str]]:
 
 def run_train(args) -> None:
     from ..jobs.train import train_run
-    from ..runs import read_config
+    from ..runs import GRAPH, read_config
 
     if args.nproc != 1:
         from ..distributed import launch
@@ -84,6 +84,9 @@ def run_train(args) -> None:
         return
     if args.resume:
         config, flags = read_config(Path(args.resume)), config_from_args(args)[1]
+        if (Path(args.resume) / GRAPH).is_file():
+            raise UserError(f"{args.resume} holds an imported model; convlens trains its own nets, and every other "
+                            "command works on this run as it is")
         if flags or args.out:
             raise UserError("--resume continues a run with its stored config; give no other training flags")
         out = Path(args.resume)
