@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
@@ -40,7 +39,8 @@ class Imported:
 
 def detect(path: Path) -> str:
     """Return the format of a model file from its first bytes, or raise UserError naming the formats read."""
-    head = path.open("rb").read(8)
+    with path.open("rb") as f:
+        head = f.read(8)
     if head.startswith(b"\x89HDF"):
         return "keras"
     if head.startswith(b"PK"):

@@ -19,7 +19,6 @@ import re
 import zipfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
@@ -32,6 +31,8 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu", "elu", "linear", "gelu", "soft
 
 def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
     """Return (model config, {layer name: its weights in Keras's order}, Keras version) of a .keras or .h5 file."""
+    import h5py  # here, not at the top: every command opens runs, few read Keras files
+
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -65,7 +66,7 @@ def _snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras3_weights(config: dict, f: h5py.File) -> dict[str, list[np.ndarray]]:
+def _keras3_weights(config: dict, f) -> dict[str, list[np.ndarray]]:
     used: dict[str, int] = {}
     weights = {}
     sequential = config["class_name"] == "Sequential"
@@ -81,7 +82,7 @@ def _keras3_weights(config: dict, f: h5py.File) -> dict[str, list[np.ndarray]]:
     return weights
 
 
-def _legacy_weights(f: h5py.File) -> dict[str, list[np.ndarray]]:
+def _legacy_weights(f) -> dict[str, list[np.ndarray]]:
     root = f["model_weights"] if "model_weights" in f else f
     weights = {}
     for name, group in root.items():
