@@ -53,3 +53,21 @@ def test_bad_image_folders_are_one_clear_error(mnist, tmp_path):
     (tmp_path / "flat" / "empty").mkdir()
     with pytest.raises(UserError, match="holds no PNG or JPEG images"):
         load_dataset(str(tmp_path / "flat"))
+
+
+def test_a_colour_model_imports_with_an_image_folder_and_its_class_count_is_checked(mnist, tmp_path):
+    from torch import nn
+
+    from convlens.jobs.import_model import import_model
+    from convlens.runs import load_run
+
+    folder = str(write_folder(tmp_path / "rgb", mnist, colour=True))
+    torch.manual_seed(0)
+    two = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 2))
+    with pytest.raises(UserError, match="the model ends in 10 outputs but .* has 2 classes"):
+        import_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)), folder,
+                     tmp_path / "ten")
+    run = load_run(import_model(two, folder, tmp_path / "run").files[0].parent)
+    assert run.class_names == NAMES and run.layers.input_shape == (3, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(run.model(run.test_inputs), two(run.test_inputs), atol=1e-5)
