@@ -131,7 +131,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tiny_config, tmp_path, monkey
 def test_an_unwritable_run_folder_is_refused_before_training(small_mnist):
     done = subprocess.run([sys.executable, "-m", "convlens", "train", "--dataset", small_mnist, "--val-size", "256",
                            "--epochs", "1", "--out", "/proc/convlens-run"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "cannot write /proc/convlens-run/config.json" in done.stderr
+    assert done.returncode == 2 and "cannot write /proc/convlens-run: No such file or directory" in done.stderr
     assert "choose another run folder" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -178,3 +178,25 @@ def test_no_user_file_is_ever_unpickled():
     source = pathlib.Path(__file__).resolve().parent.parent / "src" / "convlens"
     text = "\n".join(p.read_text() for p in source.rglob("*.py"))
     assert not re.search(r"\bimport pickle\b|pickle\.load|torch\.load\((?![^)]*weights_only=True)", text)
+
+
+def test_a_run_killed_after_its_first_epoch_says_it_is_unfinished_wherever_it_is_shown(small_mnist, tmp_path):
+    from convlens.jobs.report import report
+    from convlens.web.live import LiveRun
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(train_command(small_mnist, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = lambda: runs.read_json(out / runs.HISTORY) if (out / runs.HISTORY).exists() else []  # noqa: E731
+    deadline = time.monotonic() + 300
+    while not history() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epochs = len(history())
+    assert 1 <= epochs < EPOCHS, "the run finished before the kill; the test proves nothing"
+    note = f"unfinished: {epochs} of 6 epochs trained; continue with convlens train --resume {out}"
+    done = subprocess.run([sys.executable, "-m", "convlens", "eval", str(out)], capture_output=True, text=True,
+                          timeout=300, env=os.environ | {"COLUMNS": "300"})
+    assert done.returncode == 0 and note in done.stdout
+    assert note in report(out, log=lambda *a: None).read_text()
+    assert LiveRun(out).info()["unfinished"] == note

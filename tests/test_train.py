@@ -43,7 +43,9 @@ def test_training_learns_and_writes_the_run_folder(tiny_config, tmp_path):
     assert {"config.json", "history.json", "model.safetensors", "checkpoint.safetensors"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     assert [h["epoch"] for h in result.history] == [1, 2]
-    assert set(result.history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    assert set(result.history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                                      "precision", "threads", "device", "cpu_bf16_units"}
+    assert result.history[0]["precision"] == "fp32" and result.history[0]["threads"] == torch.get_num_threads()
     assert result.history[-1]["val_accuracy"] > 0.8  # 1,792 training images, 56 steps
     assert runs.read_config(tmp_path / "run") == tiny_config
 

@@ -10,6 +10,7 @@
       plots/                  PNGs of training and evaluation
       report.html             everything above and every inspection, offline
       maps/ kernels/ oip/ ... what each inspection wrote (INSPECTIONS)
+      .lock                   only while a process writes the folder (storage.folder_lock): its PID
 
 No other module spells a file name of this folder: they ask `Run` or use the names below.
 """
@@ -168,6 +169,14 @@ class Run:
     @cached_property
     def history(self) -> list[dict]:
         return read_json(self.file(HISTORY)) if self.file(HISTORY).exists() else []
+
+    @property
+    def unfinished(self) -> str | None:
+        """A line saying how far an interrupted training got and how to continue it; None for a finished run."""
+        planned, done = self.config.train.epochs, len(self.history)
+        if self.graph or done >= planned:
+            return None
+        return f"unfinished: {done} of {planned} epochs trained; continue with convlens train --resume {self.path}"
 
     @property
     def metrics(self) -> dict | None:

@@ -108,3 +108,58 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is corrupt or truncated ({e}); train again or restore it") from None
+
+
+LOCK = ".lock"  # inside a run folder: who is writing it now
+_held: dict[str, int] = {}  # lock paths this process holds, with their nesting depth
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str, create: bool = False):
+    """Hold a run folder's write lock for the block; a second writer gets one line naming the holder's PID.
+
+    An flock: the kernel drops it when its process dies, so a lock left by kill -9 is taken over at
+    once, with nothing to clean. Re-entrant within a process (training, then its evaluation). A
+    folder that does not exist is created only with `create`; else the block runs unlocked and
+    reports the missing folder in its own words.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    key = str(folder.resolve())
+    if not create and not folder.is_dir():
+        yield
+        return
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    path = folder / LOCK
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WriteError(f"cannot write {folder}: {e.strerror or e}; choose another run folder") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{folder} is being written by {holder}; wait for it to finish, or write elsewhere") from None
+        if path.exists() and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            break  # else the holder removed the file between our open and our lock: take the new one
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} ({what})\n".encode(), 0)
+        _held[key] = 1
+        yield
+    finally:
+        _held.pop(key, None)
+        path.unlink(missing_ok=True)  # removed while still held, so the folder holds only the run's files
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

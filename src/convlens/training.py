@@ -18,7 +18,8 @@ from .errors import UserError
 from .models import build_model
 from .progress import EpochProgress
 from .schedules import lr_at
-from .speed import INFERENCE_BATCH, autocast, images_to_device, maybe_compile, memory_format, resolve_device, resolve_precision
+from .speed import (INFERENCE_BATCH, autocast, cpu_has_fast_bf16, images_to_device, maybe_compile, memory_format,
+                    resolve_device, resolve_precision)
 
 
 class TrainingDiverged(UserError):
@@ -57,11 +58,21 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 
 def train(config: RunConfig, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> TrainResult:
-    """Train a model as the config says; with `out`, write the run folder (and resume from it if asked)."""
+    """Train a model as the config says; with `out`, write the run folder (and resume from it if asked).
+
+    The writing process holds the folder's lock all the while: a second writer is refused.
+    """
+    if out is None or not distributed.current_world().is_main:
+        return _train(config, out, resume, progress)
+    with storage.folder_lock(Path(out), "convlens train", create=True):
+        return _train(config, out, resume, progress)
+
+
+def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bool) -> TrainResult:
     config = config.validated()
     c = config.train
     run_dir = Path(out) if out is not None else None
-    if run_dir is not None and not resume and ((run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.WEIGHTS).exists()):
+    if run_dir is not None and not resume and any((run_dir / name).exists() for name in (runs.CONFIG, runs.WEIGHTS)):
         raise UserError(f"{run_dir} already holds a run; continue it with `convlens train --resume {run_dir}`, "
                         "or choose another run folder")
     world = distributed.current_world()
@@ -127,6 +138,9 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                 "train_accuracy": correct.item() / (len(order) * world.size),
                 "lr": lr_at(epoch + 1, c),
                 "seconds": time.perf_counter() - started,
+                # What "the same seed gives the same weights" also depends on, as this epoch ran.
+                "precision": precision, "threads": torch.get_num_threads(), "device": str(device),
+                "cpu_bf16_units": cpu_has_fast_bf16(),
             }
             if len(val_y):
                 v = evaluate(model, val_x, val_y, device=device, precision=precision, channels_last=c.channels_last)

@@ -22,7 +22,8 @@ def add(sub) -> None:
                             "batch 64, SGD, step lr, L2); fast: the fast net, 2 epochs; best-mnist, best-fashion: "
                             "the most accurate presets (about 12 minutes each on 2 cores)")
     train.add_argument("--out", help="run folder to create (default: runs/MODEL-DATASET, numbered if taken)")
-    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last finished epoch; "
+                       "on the same machine kind and thread count the result equals an uninterrupted run bit for bit")
     train.add_argument("--seeds", help="train one run per seed, e.g. 0,1,2, into OUT-s0, OUT-s1, ... "
                        "(in parallel processes when there are enough cores)")
     train.add_argument("--grid", action="append", metavar="SETTING=V1,V2",
@@ -185,8 +186,11 @@ def _default_out(config: RunConfig) -> Path:
 
 def run_eval(args) -> None:
     from ..jobs.train import evaluate_run
+    from ..runs import Run
 
     _print_metrics(evaluate_run(args.run, dataset=args.dataset), Path(args.run))
+    if note := Run(args.run).unfinished:
+        console.print(f"[yellow]{note}[/]")
 
 
 def _print_metrics(metrics: dict, run_dir: Path) -> None:

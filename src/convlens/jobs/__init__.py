@@ -6,10 +6,12 @@ the same whichever way it is reached. Nothing here parses command-line text or n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runs import Run
+from ..storage import folder_lock
 
 
 @dataclass
@@ -23,3 +25,17 @@ class Result:
 def open_run(run: Run | str | Path) -> Run:
     """Return a Run for a Run or a run folder's path."""
     return run if isinstance(run, Run) else Run(run)
+
+
+def writes_into_run(job):
+    """Hold the run folder's lock while the job writes into it; with `out` elsewhere, no lock is needed."""
+
+    @functools.wraps(job)
+    def locked(run, *args, **kwargs):
+        run = open_run(run)
+        if kwargs.get("out") is not None:
+            return job(run, *args, **kwargs)
+        with folder_lock(run.path, f"convlens {job.__name__}"):
+            return job(run, *args, **kwargs)
+
+    return locked

@@ -11,12 +11,13 @@ from ..draw import explain_figures as views
 from ..explain import attribute
 from ..runs import Run, write_json
 from ..training import predict
-from . import Result, open_run
+from . import Result, open_run, writes_into_run
 from .explain import check_methods
 
 ERRORS_PER_PAGE = 24
 
 
+@writes_into_run
 def errors(run: Run | str | Path, method: str = "ig", steps: int = 50, out: str | Path | None = None,
            log=print) -> Result:
     """Group the misclassified test images by (true, predicted) pair, most frequent first, and explain each."""

@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..explain import METHODS, attribute, cascading_randomisation
 from ..runs import Run, write_json
 from ..training import predict
-from . import Result, open_run
+from . import Result, open_run, writes_into_run
 
 DELTA_WARNING = 0.05  # IG's completeness gap, as a share of f(x) - f(baseline), above which we warn
 
@@ -25,6 +25,7 @@ def check_methods(methods: list[str] | None) -> list[str]:
     return methods
 
 
+@writes_into_run
 def explain(run: Run | str | Path, index: int, methods: list[str] | None = None, target: str | int | None = None,
             layer: str | None = None, patch: int = 4, stride: int = 2, steps: int = 50, sanity: bool = False,
             out: str | Path | None = None, log=print) -> Result:

@@ -9,9 +9,10 @@ from ..draw import inspect_figures as views
 from ..errors import UserError
 from ..inspection import filters
 from ..runs import Run
-from . import Result, open_run
+from . import Result, open_run, writes_into_run
 
 
+@writes_into_run
 def filters_demo(run: Run | str | Path, index: int = 0, out: str | Path | None = None) -> Result:
     """Apply the classic kernels and the first conv layer's kernels to one test image, side by side."""
     run = open_run(run)

@@ -11,9 +11,10 @@ from ..draw import inspect_figures as views
 from ..errors import UserError
 from ..inspection.maps import class_patterns
 from ..runs import Run, read_json, write_json
-from . import Result, open_run
+from . import Result, open_run, writes_into_run
 
 
+@writes_into_run
 def patterns(run: Run | str | Path, layer: str | None = None, pair: tuple[str | int, str | int] | None = None,
              out: str | Path | None = None) -> Result:
     """Write class-mean activations of a layer (default: the last conv) and, for a pair of classes, the separating maps."""

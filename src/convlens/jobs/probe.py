@@ -13,9 +13,10 @@ from ..inspection.probe import probe as fit_probes
 from ..runs import Run, write_json
 from ..speed import images_to_device
 from ..training import evaluate
-from . import Result, open_run
+from . import Result, open_run, writes_into_run
 
 
+@writes_into_run
 def probe(run: Run | str | Path, layers: list[str] | None = None, train_size: int = 10000,
           out: str | Path | None = None, log=print) -> Result:
     """Fit linear and nearest-centroid probes on each layer (default: every layer but dropout)."""

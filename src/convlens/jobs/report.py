@@ -20,6 +20,7 @@ from ..draw.html import Section, render
 from ..inspection import filters
 from ..inspection.maps import feature_maps
 from ..runs import Run
+from ..storage import folder_lock
 from .train import evaluate_run
 
 # What each inspection's sub-folder (runs.INSPECTIONS, in the order of the articles) shows: {folder: (title, intro)}.
@@ -40,7 +41,11 @@ SAMPLE_CLASSES = (4, 9)  # the articles' pair: a "4" and a "9" look alike to the
 
 def report(run_dir: str | Path, out: str | Path | None = None, log=print) -> Path:
     """Write RUN/report.html (or `out`) and return its path."""
-    run_dir = Path(run_dir)
+    with folder_lock(Path(run_dir), "convlens report"):
+        return _report(Path(run_dir), out, log)
+
+
+def _report(run_dir: Path, out, log) -> Path:
     o = Run(run_dir)
     config, model, history = o.config, o.model, o.history
     # eval wrote metrics.json and its plots; a run without them is evaluated now, writing the same files.
@@ -49,8 +54,12 @@ def report(run_dir: str | Path, out: str | Path | None = None, log=print) -> Pat
     cards = [("test accuracy", f"{metrics['test_accuracy']:.2%}"), ("test loss", f"{metrics['test_loss']:.4f}"),
              ("data set", config.data.dataset), ("model", config.model.model),
              ("parameters", f"{sum(r.params for r in rows):,}"),
-             ("epochs", str(len(history))) if not o.imported else ("trained with", o.imported["format"])]
+             ("epochs", f"{len(history)} of {config.train.epochs}" if o.unfinished else str(len(history)))
+             if not o.imported else ("trained with", o.imported["format"])]
     sections = []
+    if o.unfinished:
+        sections.append(Section("Unfinished run", "unfinished", o.unfinished + ". The figures below show the "
+                                "weights of the last finished epoch."))
     if o.imported:
         sections.append(Section("Where the model came from", "source", "Imported with convlens import; the file's "
                                 "sha256 identifies exactly which weights these figures show.")

@@ -9,11 +9,12 @@ from ..draw import figures
 from ..draw import inspect_figures as views
 from ..inspection.maps import top_activations
 from ..runs import Run, write_json
-from . import Result, open_run
+from . import Result, open_run, writes_into_run
 
 MAPS_PER_PAGE = 8
 
 
+@writes_into_run
 def top(run: Run | str | Path, layer: str | None = None, k: int = 9, out: str | Path | None = None) -> Result:
     """Draw, for every map of a layer (default: the first conv), the k test images with its highest activation."""
     run = open_run(run)

@@ -12,6 +12,7 @@ from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..distributed import current_world
 from ..draw import figures
+from ..storage import folder_lock
 from ..training import TrainResult, evaluate, most_confused, train
 
 
@@ -29,7 +30,11 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
 
 def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, model=None) -> dict:
     """Evaluate a run on a test set; write metrics.json, plots/confusion.png and plots/misclassified.png."""
-    run_dir = Path(run_dir)
+    with folder_lock(Path(run_dir), "convlens eval"):
+        return _evaluate(Path(run_dir), dataset, model)
+
+
+def _evaluate(run_dir: Path, dataset, model) -> dict:
     run = runs.Run(run_dir)
     model = model if model is not None else run.model
     if not isinstance(dataset, Dataset):

@@ -97,6 +97,7 @@ class LiveRun:
             "dataset": self.run.config.data.dataset,
             "model": self.run.config.model.model,
             "test_accuracy": metrics.get("test_accuracy"),
+            "unfinished": self.run.unfinished,
             "classes": list(self.class_names),
             "test_size": len(self.dataset.test_labels),
             "preprocess": preprocessor_for(self.run.config.data.dataset),

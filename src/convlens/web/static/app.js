@@ -330,7 +330,8 @@ async function openRun(name) {
   state.info = await api(runPath(""));
   const i = state.info;
   $("run-info").textContent = `${i.model} on ${i.dataset}` +
-    (i.test_accuracy === null ? "" : `, test accuracy ${(100 * i.test_accuracy).toFixed(2)}%`);
+    (i.test_accuracy === null ? "" : `, test accuracy ${(100 * i.test_accuracy).toFixed(2)}%`) +
+    (i.unfinished ? ` (${i.unfinished})` : "");
   const select = $("class");
   select.replaceChildren(...i.classes.map((c, k) => new Option(`${k}: ${c}`, k)));
   $("index").max = i.test_size - 1;
