@@ -150,6 +150,39 @@ def test_permission_denied_mid_run_is_one_clear_error(tiny_config, tmp_path, mon
     assert finished_epochs(out) == 1  # the checkpoint before the failing write stands
 
 
+CONFIG_DAMAGE = {  # a config.json edited by hand, and the line that names the problem
+    "epochs-text": (lambda c: c["train"].update(epochs="two"), "config value train.epochs must be int, not 'two'"),
+    "model-number": (lambda c: c["model"].update(model=5), "config value model.model must be str, not 5"),
+    "null-section": (lambda c: c.update(train=None), "config section 'train' must be an object, not NoneType"),
+}
+
+
+@pytest.mark.parametrize("damage", list(CONFIG_DAMAGE))
+def test_a_config_of_the_wrong_types_is_one_clear_error(trained_run, tmp_path, damage):
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    config = runs.read_json(run / runs.CONFIG)
+    edit, message = CONFIG_DAMAGE[damage]
+    edit(config)
+    runs.write_json(run / runs.CONFIG, config)
+    done = subprocess.run([sys.executable, "-m", "convlens", "eval", str(run)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_nan_weights_are_named_as_such(trained_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    tensors, meta = runs.load_tensors(run / runs.WEIGHTS)
+    tensors["conv2.conv.weight"][0, 0, 0, 0] = float("nan")
+    runs.save_tensors(run / runs.WEIGHTS, tensors, meta)
+    done = subprocess.run([sys.executable, "-m", "convlens", "eval", str(run)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "holds NaN or infinite values (first in conv2.conv.weight)" in done.stderr
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong-config"])
 def test_damaged_weights_or_config_are_one_clear_error(trained_run, tmp_path, damage):
     import shutil

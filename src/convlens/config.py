@@ -7,6 +7,7 @@ reproduced from its folder alone.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field, fields
 
 from .data import MNIST_SHAPE
@@ -72,16 +73,21 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        """Return the config a dict describes; unknown keys are an error, missing keys take defaults."""
+        """Return the config a dict describes; unknown keys and values of the wrong type are an error, missing keys
+        take defaults."""
+        if not isinstance(d, dict):
+            raise UserError(f"a config is an object of sections, not {type(d).__name__}")
         parts = {}
         for f in fields(cls):
             part_cls = f.default_factory
             part = d.get(f.name, {})
+            if not isinstance(part, dict):
+                raise UserError(f"config section '{f.name}' must be an object, not {type(part).__name__}")
             unknown = set(part) - {pf.name for pf in fields(part_cls)}
             if unknown:
                 raise UserError(f"config section '{f.name}' has unknown keys {sorted(unknown)}")
-            # JSON has no tuples: a list read back is the tuple that was written.
-            parts[f.name] = part_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in part.items()})
+            types = typing.get_type_hints(part_cls)
+            parts[f.name] = part_cls(**{k: _typed(f"{f.name}.{k}", v, types[k]) for k, v in part.items()})
         return cls(**parts).validated()
 
     def validated(self) -> "RunConfig":
@@ -112,6 +118,18 @@ class RunConfig:
         """Return a copy with fields of each named section replaced, e.g. replace(train={'lr': 0.1})."""
         parts = {name: dataclasses.replace(getattr(self, name), **changes) for name, changes in sections.items()}
         return dataclasses.replace(self, **parts).validated()
+
+
+def _typed(name: str, value, kind):
+    """Return a config value as its field's type (an int is a float too; JSON's list is the tuple written), else raise."""
+    if typing.get_origin(kind) is tuple and isinstance(value, list):
+        value = tuple(value)
+    expected = typing.get_origin(kind) or kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise UserError(f"config value {name} must be {expected.__name__}, not {value!r}")
+    return value
 
 
 def _check(ok: bool, message: str) -> None:

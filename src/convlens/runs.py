@@ -158,6 +158,9 @@ class Run:
         else:  # the logits' bias has one entry per class
             num_classes = int(tensors["logits.bias"].shape[0]) if "logits.bias" in tensors else 10
             model = build_model(self.config.model.model, num_classes, self.config.model.input_shape)
+        if bad := [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+            raise UserError(f"{self.file(WEIGHTS)} holds NaN or infinite values (first in {bad[0]}): the training "
+                            "diverged or the file is damaged; train again with a lower lr")
         load_weights_into(model, tensors, self.file(WEIGHTS))
         return for_inference(model)
 
