@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from conftest import mnist_32
@@ -73,12 +74,12 @@ def test_a_pt2_file_imports_through_the_cli_and_reopens_without_the_users_code(t
     main(["import", str(tmp_path / "residual.pt2"), "--dataset", "mnist", "--out", str(out)])
     assert "imported residual.pt2" in capsys.readouterr().out
     x = torch.rand(4, 1, 28, 28)
-    torch.save(x, tmp_path / "x.pt")
+    save_file({"x": x}, str(tmp_path / "x.safetensors"))  # the project's own format: nothing to unpickle
     with torch.no_grad():
         expected = module(x)
     # A new interpreter that has never seen the class Residual opens the run and gives the same logits.
-    script = (f"import torch; from convlens.runs import load_run; x = torch.load({str(tmp_path / 'x.pt')!r}, "
-              f"weights_only=True); print(load_run({str(out)!r}).model(x).tolist())")
+    script = (f"from safetensors.torch import load_file; from convlens.runs import load_run; "
+              f"x = load_file({str(tmp_path / 'x.safetensors')!r})['x']; print(load_run({str(out)!r}).model(x).tolist())")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert torch.allclose(torch.tensor(json.loads(done.stdout)), expected, atol=1e-5)
