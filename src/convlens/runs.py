@@ -240,9 +240,13 @@ class Run:
             picked += found
         return picked
 
+    def oip_file(self, layer: str) -> Path:
+        """Return where `convlens oip` stores a layer's OIPs in this run."""
+        return self.path / "oip" / oip_tensors(layer)
+
     def saved_oips(self, layer: str) -> SavedOIPs | None:
         """Return the OIPs `convlens oip` stored for a layer (each map's strongest start), or None."""
-        path = self.path / "oip" / oip_tensors(layer)
+        path = self.oip_file(layer)
         if not path.is_file():
             return None
         tensors, _ = load_tensors(path)

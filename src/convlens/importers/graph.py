@@ -120,10 +120,20 @@ def _module(node: dict) -> nn.Module:
     raise UserError(f"the graph holds an unknown op '{op}'; it was written by a newer convlens or edited by hand")
 
 
-def module_name(name: str) -> str:
-    """Return a layer name usable as a module attribute: dots and slashes become underscores."""
+def module_name(name: str, used: set[str]) -> str:
+    """Return a layer name usable as a GraphNet child and not yet in `used` (which it joins).
+
+    Dots and slashes become underscores; a name taken already, reserved, or one of nn.Module's own
+    attributes (`eval`, `training`, ...) gets a number.
+    """
     clean = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name).strip("_") or "layer"
-    return clean if not clean[0].isdigit() else f"layer_{clean}"
+    clean = clean if not clean[0].isdigit() else f"layer_{clean}"
+    candidate, n = clean, 1
+    while candidate in used or candidate in RESERVED or hasattr(nn.Module, candidate):
+        n += 1
+        candidate = f"{clean}_{n}"
+    used.add(candidate)
+    return candidate
 
 
 class GraphNet(nn.Module):

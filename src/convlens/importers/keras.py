@@ -122,7 +122,8 @@ def _activation(layer: dict, name: str | None, last: bool) -> str | None:
 def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, dict[str, np.ndarray]]:
     """Return (graph, tensors named as GraphNet's state dict) for a Keras model config and its weights."""
     layers = _layers(config)
-    names = {layer["config"]["name"]: module_name(layer["config"]["name"]) for layer in layers}
+    used: set[str] = set()
+    names = {layer["config"]["name"]: module_name(layer["config"]["name"], used) for layer in layers}
     nodes, tensors, input_shape, previous = [], {}, None, None
     for i, layer in enumerate(layers):
         kind, c, name = layer["class_name"], layer["config"], layer["config"]["name"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .graph import FORMAT, RESERVED, VERSION, fuse, module_name
+from .graph import FORMAT, VERSION, fuse, module_name
 
 ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "Elu": "elu"}
 PASS_THROUGH = ("Dropout", "Identity")
@@ -59,7 +59,7 @@ def to_graph(model) -> tuple[dict, dict[str, np.ndarray], str]:
         raise UserError(f"the model has {len(inputs)} inputs; convlens opens models of one image input")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     names, ranks = {inputs[0].name: "input"}, {inputs[0].name: len(dims)}
-    nodes, tensors, used, input_shape = [], {}, set(RESERVED), tuple(dims[1:])
+    nodes, tensors, used, input_shape = [], {}, set(), tuple(dims[1:])
     shapes: dict[str, int] = {}  # outputs of shape arithmetic: their length where known
     compute = [n for n in g.node if n.op_type != "Constant"]
     compute = [n for n in compute if not _shape_arithmetic(n, constants, shapes)]
@@ -77,7 +77,7 @@ def to_graph(model) -> tuple[dict, dict[str, np.ndarray], str]:
         if op == "Add" and len(sources) == 1 and _adds_bias(node, sources[0], constants, names, nodes, tensors):
             names[node.output[0]], ranks[node.output[0]] = names[sources[0]], ranks[sources[0]]
             continue
-        name = _unique(_layer_name(node), used)
+        name = module_name(_layer_name(node), used)
         converted, rank = _convert(node, op, a, name, constants, tensors, ranks.get(sources[0], 4) if sources else 4)
         nodes.append({"name": name, **converted, "inputs": [names[x] for x in sources]})
         names[node.output[0]], ranks[node.output[0]] = name, rank
@@ -113,16 +113,7 @@ def _adds_bias(node, source: str, constants: dict, names: dict, nodes: list, ten
 
 def _layer_name(node) -> str:
     parts = [p for p in node.name.split("/") if p]
-    return module_name(parts[-2] if len(parts) >= 2 else (node.name or node.op_type.lower()))
-
-
-def _unique(name: str, used: set) -> str:
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{name}_{n}"
-    used.add(candidate)
-    return candidate
+    return parts[-2] if len(parts) >= 2 else (node.name or node.op_type.lower())
 
 
 def _unsupported(node, why: str = "") -> UserError:

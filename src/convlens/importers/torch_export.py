@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .graph import FORMAT, RESERVED, VERSION, fuse, module_name
+from .graph import FORMAT, VERSION, fuse, module_name
 
 aten = torch.ops.aten
 ACTIVATIONS = {aten.relu.default: "relu", aten.relu_.default: "relu", aten.tanh.default: "tanh",
@@ -73,7 +73,7 @@ def to_graph(program: torch.export.ExportedProgram) -> tuple[dict, dict[str, np.
         if target in PASS_THROUGH or (target in FINAL and _is_last(node)):
             names[node.name] = names[node.args[0].name]
             continue
-        name = _unique(_layer_name(node), used)
+        name = module_name(_layer_name(node), used)
         converted = _convert(node, name, weights, tensors)
         converted["inputs"] = [names[a.name] for a in _tensor_args(node, weights)]
         nodes.append({"name": name, **converted})
@@ -97,16 +97,7 @@ def _layer_name(node) -> str:
     stack = list(node.meta.get("nn_module_stack", {}).values())
     path = stack[-1][0] if stack else ""
     module_op = node.target not in ACTIVATIONS and node.target not in (aten.add.Tensor, aten.mul.Tensor)
-    return module_name(path) if path and module_op else module_name(node.name)
-
-
-def _unique(name: str, used: set) -> str:
-    candidate, n = name, 1
-    while candidate in used or candidate in RESERVED or hasattr(nn.Module, candidate):
-        n += 1
-        candidate = f"{name}_{n}"
-    used.add(candidate)
-    return candidate
+    return path if path and module_op else node.name
 
 
 def _unsupported(node, why: str = "") -> UserError:

@@ -16,6 +16,7 @@ from ..draw import figures
 from ..draw.oip_figures import oip_gallery_figure, oip_starts_figure
 from ..errors import UserError
 from ..oip import OBJECTIVES, Ascent, OIPs, best_test_activation, class_oips, dead_reason, layer_oips
+from ..oip.search import checked_maps
 from ..runs import Run, oip_tensors, read_json, save_tensors, write_json
 from . import Result, open_run, writes_into_run
 
@@ -33,10 +34,8 @@ def layer_oip(run: Run | str | Path, layers: list[str] | None = None, maps: list
         raise UserError(f"the objective must be one of {', '.join(OBJECTIVES)} (got '{objective}')")
     layers = layers or run.layers.convs
     found = []
-    for layer in layers:
-        channels = run.layers.require(layer, "conv", "OIPs are searched for conv layers").channels
-        if maps is not None and (bad := [m for m in maps if not 0 <= m < channels] or ([] if maps else ["none"])):
-            raise UserError(f"map {bad[-1]} is out of range: {layer} has maps 0-{channels - 1}")
+    for layer in layers:  # every layer and map checked before the first search starts
+        checked_maps(run.layers, layer, maps)
     for layer in layers:
         oips = layer_oips(run.model, layer, maps, objective, starts=starts, ascent=ascent, seed=ascent.seed)
         log(f"{layer}: {len(oips.index)} maps in {oips.seconds:.2f} s")

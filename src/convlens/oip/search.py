@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..inspection.filters import conv_weight
-from ..layers import layer_table
+from ..layers import LayerTable, layer_table
 from .ascent import Ascent, ascend
 from .noise import multiscale_noise
 from .objectives import LayerTarget, LogitTarget
@@ -96,6 +96,15 @@ def _collect(layer, objective, index, result, starts: int) -> OIPs:
                 pre_final=result.pre_final.reshape(m, starts), steps=result.steps, seconds=result.seconds)
 
 
+def checked_maps(table: LayerTable, layer: str, maps: list[int] | None) -> list[int]:
+    """Return the maps to search in a conv layer (None: all of them); a layer or map that is not there is a UserError."""
+    channels = table.require(layer, "conv", "OIPs are searched for conv layers").channels
+    maps = list(range(channels)) if maps is None else list(maps)
+    if bad := [m for m in maps if not 0 <= m < channels] or ([] if maps else ["none"]):
+        raise UserError(f"map {bad[-1]} is out of range: {layer} has maps 0-{channels - 1}")
+    return maps
+
+
 def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, objective: str = "mean",
                starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0,
                input_shape: tuple[int, int, int] | None = None) -> OIPs:
@@ -104,10 +113,7 @@ def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, obje
     input_shape (C, H, W) is needed only for a model that does not record its own.
     """
     table = layer_table(model, input_shape)
-    channels = table.require(layer, "conv", "OIPs are searched for conv layers").channels
-    maps = list(range(channels)) if maps is None else list(maps)
-    if not maps or min(maps) < 0 or max(maps) >= channels:
-        raise UserError(f"maps of {layer} are 0-{channels - 1}; got {min(maps, default='none')}-{max(maps, default='none')}")
+    maps = checked_maps(table, layer, maps)
     with _frozen(model):
         target = LayerTarget(model, table, layer, torch.tensor(maps).repeat_interleave(starts), objective)
         result = ascend(target, _starts(len(maps), starts, seed, table.input_shape), ascent)
