@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from ..draw import CMAPS, SCALES
 from ..errors import UserError
 from .flags import console, parse_class_counts, parse_indices, parse_names, print_written
 
-CMAPS, SCALES = ("gray", "jet", "viridis"), ("layer", "map")
 
 
 def command(sub, name: str, help_text: str, handler):

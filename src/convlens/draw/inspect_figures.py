@@ -14,8 +14,6 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-CMAPS = ("gray", "jet", "viridis")
-SCALES = ("layer", "map")
 
 
 def _grid_shape(n: int) -> tuple[int, int]:

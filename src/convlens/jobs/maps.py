@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..draw import figures
+from ..draw import CMAPS, SCALES, figures
 from ..draw import inspect_figures as views
 from ..errors import UserError
 from ..inspection.maps import feature_maps
@@ -17,9 +17,8 @@ from . import Result, open_run, writes_into_run
 def maps(run: Run | str | Path, images: list[int], layers: list[str] | None = None, cmap: str = "gray",
          scale: str = "layer", out: str | Path | None = None) -> Result:
     """Draw every map of each layer (default: all map layers) for the test images at `images`."""
-    if cmap not in views.CMAPS or scale not in views.SCALES:
-        raise UserError(f"the colour map must be one of {', '.join(views.CMAPS)} and the scale one of "
-                        f"{', '.join(views.SCALES)}")
+    if cmap not in CMAPS or scale not in SCALES:
+        raise UserError(f"the colour map must be one of {', '.join(CMAPS)} and the scale one of {', '.join(SCALES)}")
     run = open_run(run)
     if not images:
         raise UserError("choose at least one test image")
