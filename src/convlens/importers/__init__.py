@@ -5,8 +5,7 @@
     torch_export.py   PyTorch: an nn.Module (traced with torch.export) or a saved .pt2 program
 
 `import_file` picks the importer by the file's contents and `import_module` takes a module; both
-apply the preprocessing the user names, re-order what Keras flattened as (H, W, C), and return a
-ready GraphNet with where it came from.
+apply the preprocessing the user names and return a ready GraphNet with where it came from.
 """
 
 from __future__ import annotations
@@ -111,9 +110,8 @@ def with_normalisation(graph: dict, mean: list[float], std: list[float]) -> dict
 
 
 def _loaded(graph: dict, tensors: dict[str, np.ndarray]) -> GraphNet:
-    """Build the GraphNet, re-order dense inputs that follow a Keras flatten, and load the weights."""
+    """Build the GraphNet and load the weights."""
     model = GraphNet(graph).eval()
-    _torch_flatten_order(model, graph, tensors)
     state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}  # copies: inputs may be read-only
     try:
         model.load_state_dict(state | _unchanged_buffers(model, state), strict=True)
@@ -126,31 +124,3 @@ def _loaded(graph: dict, tensors: dict[str, np.ndarray]) -> GraphNet:
 def _unchanged_buffers(model: GraphNet, state: dict) -> dict:
     # Buffers the file has no value for (batch norm's counter, the affine constants) keep their own.
     return {k: v for k, v in model.state_dict().items() if k not in state}
-
-
-def _torch_flatten_order(model: GraphNet, graph: dict, tensors: dict) -> None:
-    """Permute the inputs of each dense layer fed by a Keras Flatten from (H, W, C) order to PyTorch's (C, H, W)."""
-    flattens = {n["name"] for n in graph["nodes"] if n.pop("keras_order", False)}
-    if not flattens:
-        return
-    shapes = {}
-    hooks = [getattr(model, name).register_forward_hook(
-        lambda m, inputs, out, name=name: shapes.__setitem__(name, tuple(inputs[0].shape[1:]))) for name in flattens]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *graph["input_shape"]))
-    except RuntimeError as e:
-        raise UserError(f"the model's layers do not fit together ({str(e).splitlines()[0]})") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    producer = {n["name"]: n for n in graph["nodes"]}
-    for node in graph["nodes"]:
-        source = node["inputs"][0] if node["op"] == "dense" else None
-        while source in producer and producer[source]["op"] == "identity":  # dropout between them
-            source = producer[source]["inputs"][0]
-        if source in flattens and len(shapes[source]) == 3:
-            c, h, w = shapes[source]
-            key = f"{node['name']}.linear.weight"
-            weight = tensors[key]  # (out, H*W*C) in Keras's order
-            tensors[key] = weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)

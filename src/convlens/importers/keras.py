@@ -20,9 +20,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, fuse, module_name
+from .graph import FORMAT, VERSION, GraphNet, fuse, module_name
 
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalAveragePooling2D", "Dense",
              "Dropout", "BatchNormalization", "Activation", "ReLU", "Rescaling", "Add")
@@ -147,7 +148,9 @@ def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, 
         nodes.append(node)
         previous = name
     graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
-    return fuse(graph, tensors), tensors
+    graph = fuse(graph, tensors)
+    _torch_flatten_order(graph, tensors)  # after fuse: the graph must run as GraphNet to learn the flatten shapes
+    return graph, tensors
 
 
 def _chw(shape: list, layer: dict) -> tuple[int, int, int]:
@@ -217,3 +220,31 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
 
 def _per_channel(value, factor: float):
     return [float(v) * factor for v in value] if isinstance(value, list) else float(value) * factor
+
+
+def _torch_flatten_order(graph: dict, tensors: dict) -> None:
+    """Permute the inputs of each dense layer fed by a Keras Flatten from (H, W, C) order to PyTorch's (C, H, W)."""
+    flattens = {n["name"] for n in graph["nodes"] if n.pop("keras_order", False)}
+    if not flattens:
+        return
+    model, shapes = GraphNet(graph).eval(), {}  # built only to learn what shape reaches each flatten
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda m, inputs, out, name=name: shapes.__setitem__(name, tuple(inputs[0].shape[1:]))) for name in flattens]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *graph["input_shape"]))
+    except RuntimeError as e:
+        raise UserError(f"the model's layers do not fit together ({str(e).splitlines()[0]})") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    producer = {n["name"]: n for n in graph["nodes"]}
+    for node in graph["nodes"]:
+        source = node["inputs"][0] if node["op"] == "dense" else None
+        while source in producer and producer[source]["op"] == "identity":  # dropout between them
+            source = producer[source]["inputs"][0]
+        if source in flattens and len(shapes[source]) == 3:
+            c, h, w = shapes[source]
+            key = f"{node['name']}.linear.weight"
+            weight = tensors[key]  # (out, H*W*C) in Keras's order
+            tensors[key] = weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)
