@@ -69,9 +69,9 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_p
 
     real_write = train_module._write_epoch
 
-    def crash_after_first_epoch(run_dir, model, optimizer, epoch, *args):
-        real_write(run_dir, model, optimizer, epoch, *args)
-        if epoch == 1:
+    def crash_after_first_epoch(run_dir, model, optimizer, config, history, *args):
+        real_write(run_dir, model, optimizer, config, history, *args)
+        if len(history) == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "_write_epoch", crash_after_first_epoch)

@@ -64,18 +64,23 @@ def load_weights_into(model: nn.Module, tensors: dict[str, torch.Tensor], source
         raise UserError(f"{source} does not fit the model in config.json ({first})") from None
 
 
-def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, config: RunConfig) -> None:
-    """Write weights and optimizer state after `epoch` finished epochs, atomically."""
+def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
+                    config: RunConfig) -> None:
+    """Write weights, optimizer state and the history of the finished epochs, atomically.
+
+    The checkpoint alone can rebuild model.safetensors and history.json (a full disk may have cut
+    their writing short).
+    """
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
-    meta = {"epoch": str(epoch), "config": json.dumps(config.to_dict())}
+    meta = {"epoch": str(len(history)), "history": json.dumps(history), "config": json.dumps(config.to_dict())}
     save_tensors(run_dir / CHECKPOINT, tensors, meta)
 
 
-def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Restore weights and optimizer state from the run's checkpoint; return the epochs it had finished."""
+def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Restore weights and optimizer state from the run's checkpoint; return the history of its finished epochs."""
     path = run_dir / CHECKPOINT
     tensors, meta = load_tensors(path)
     load_weights_into(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
@@ -87,7 +92,11 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     full = optimizer.state_dict()
     full["state"] = state
     optimizer.load_state_dict(full)
-    return int(meta.get("epoch", 0))
+    epoch = int(meta.get("epoch", 0))
+    if "history" in meta:
+        return json.loads(meta["history"])
+    # A checkpoint written before it carried the history: history.json, as far as the checkpoint got.
+    return (read_json(run_dir / HISTORY) if (run_dir / HISTORY).exists() else [])[:epoch]
 
 
 def read_config(run_dir: Path) -> RunConfig:

@@ -28,7 +28,8 @@ class WriteError(UserError):
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename tmp_path over path; on any failure path is left as it was.
 
-    An OSError (full disk, no permission) becomes a WriteError naming the file and the reason.
+    Any failure of the write (an OSError of a full disk or a missing permission, or a writer library's
+    own error around one, as safetensors raises) becomes a WriteError naming the file and the reason.
     """
     tmp = None
     try:
@@ -38,8 +39,9 @@ def atomic_write(path: Path, write) -> None:
         write(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); run files are meant to be shared
         os.replace(tmp, path)
-    except OSError as e:
-        raise WriteError(f"cannot write {path}: {e.strerror or e}; the previous version, if any, is intact") from None
+    except (OSError, SafetensorError) as e:
+        reason = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1]
+        raise WriteError(f"cannot write {path}: {reason}; the previous version, if any, is intact") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

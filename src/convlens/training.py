@@ -150,7 +150,11 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
             history.append(entry)
             bar.end_epoch(entry)
             if run_dir is not None and world.is_main:
-                _write_epoch(run_dir, model, optimizer, epoch + 1, config, history)
+                _write_epoch(run_dir, model, optimizer, config, history)
+        if run_dir is not None and world.is_main and history and start_epoch == c.epochs:
+            # Resumed after the last epoch: the weights and history may be missing (a full disk cut
+            # their writing short after the checkpoint); rebuild them from the checkpoint.
+            _write_epoch(run_dir, model, optimizer, config, history, checkpoint=False)
 
     if world.distributed:
         identical = distributed.replicas_identical(model, world)
@@ -177,17 +181,18 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume:
         storage.remove_stale_temporaries(run_dir)  # a kill -9 during a write leaves its temporary file behind
     if not (run_dir / runs.CHECKPOINT).exists():
         return 0, []  # stopped before the first epoch ended: start again from the stored config
-    epoch = runs.load_checkpoint(run_dir, model, optimizer)
-    history = runs.read_json(run_dir / runs.HISTORY)[:epoch] if (run_dir / runs.HISTORY).exists() else []
-    return epoch, history
+    history = runs.load_checkpoint(run_dir, model, optimizer)
+    return len(history), history
 
 
-def _write_epoch(run_dir: Path, model, optimizer, epoch: int, config: RunConfig, history: list[dict]) -> None:
-    # The checkpoint is the source of truth for --resume; history past its epoch is ignored on resume,
-    # so the order of these writes cannot leave the folder inconsistent. Ctrl-C waits for all three.
+def _write_epoch(run_dir: Path, model, optimizer, config: RunConfig, history: list[dict],
+                 checkpoint: bool = True) -> None:
+    # The checkpoint is the source of truth for --resume: it carries the history, so a failure after
+    # it (a full disk) is repaired by resuming. Ctrl-C waits for all three writes.
     try:
         with storage.interrupts_deferred():
-            runs.save_checkpoint(run_dir, model, optimizer, epoch, config)
+            if checkpoint:
+                runs.save_checkpoint(run_dir, model, optimizer, history, config)
             runs.save_weights(run_dir / runs.WEIGHTS, model, config)
             runs.write_json(run_dir / runs.HISTORY, history)
     except runs.WriteError as e:

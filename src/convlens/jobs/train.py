@@ -19,13 +19,16 @@ from ..training import TrainResult, evaluate, most_confused, train
 def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train into a run folder, draw its curves, evaluate it on the test set; return the metrics.
 
-    Under torchrun every rank trains; only rank 0 draws and evaluates, the others return {}.
+    Under torchrun every rank trains; only rank 0 draws and evaluates (holding the folder's lock
+    throughout), the others return {}.
     """
-    result: TrainResult = train(config, out=out, resume=resume, progress=progress)
     if not current_world().is_main:
+        train(config, out=out, resume=resume, progress=progress)
         return {}
-    figures.save(figures.curves(result.history), Path(out) / runs.PLOTS / runs.CURVES)
-    return evaluate_run(out, dataset=result.dataset, model=result.model)
+    with folder_lock(Path(out), "convlens train", create=True):
+        result: TrainResult = train(config, out=out, resume=resume, progress=progress)
+        figures.save(figures.curves(result.history), Path(out) / runs.PLOTS / runs.CURVES)
+        return evaluate_run(out, dataset=result.dataset, model=result.model)
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, model=None) -> dict:
