@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from conftest import copy_run
 from safetensors.torch import load_file
 
 from convlens import runs, storage
@@ -233,3 +234,37 @@ def test_a_run_killed_after_its_first_epoch_says_it_is_unfinished_wherever_it_is
     assert done.returncode == 0 and note in done.stdout
     assert note in report(out, log=lambda *a: None).read_text()
     assert LiveRun(out).info()["unfinished"] == note
+
+
+def _loop(run):  # config.json -> a -> b -> a
+    (run / runs.CONFIG).unlink()
+    (run / "a").symlink_to("b")
+    (run / "b").symlink_to("a")
+    (run / runs.CONFIG).symlink_to("a")
+
+
+RUN_FILE_DAMAGE = {  # a run file edited by hand or by another tool, and the line that names the problem
+    "history-types": (runs.HISTORY, '[{"epoch": "one"}]', "history.json is not what convlens wrote: at [0].epoch, "
+                                                          "input should be a valid integer"),
+    "history-object": (runs.HISTORY, '{"epochs": 2}', "history.json is not what convlens wrote: at the top level, "
+                                                      "input should be a valid list"),
+    "history-nan": (runs.HISTORY, '[{"epoch": 1, "train_loss": NaN, "train_accuracy": 0.5, "lr": 0.1, "seconds": 1}]',
+                    "at [0].train_loss, input should be a finite number"),
+    "metrics-types": (runs.METRICS, '{"dataset": 3}', "metrics.json is not what convlens wrote: at dataset, "
+                                                      "input should be a valid string"),
+    "config-list": (runs.CONFIG, "[1, 2]", "a config is an object of sections, not list"),
+    "config-loop": (runs.CONFIG, _loop, "config.json: Too many levels of symbolic links"),
+}
+
+
+@pytest.mark.parametrize("damage", list(RUN_FILE_DAMAGE))
+def test_run_files_of_the_wrong_structure_are_one_clear_error(trained_run, tmp_path, damage):
+    run = copy_run(trained_run, tmp_path / "run")
+    name, content, message = RUN_FILE_DAMAGE[damage]
+    if callable(content):
+        content(run)
+    else:
+        (run / name).write_text(content)
+    done = subprocess.run([sys.executable, "-m", "convlens", "report", str(run)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -28,6 +28,7 @@ from torch import nn
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import UserError
+from . import schemas
 from .layers import LayerTable, layer_table
 from .importers.graph import GraphNet
 from .models import build_model
@@ -96,7 +97,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     if "history" in meta:
         return json.loads(meta["history"])
     # A checkpoint written before it carried the history: history.json, as far as the checkpoint got.
-    return (read_json(run_dir / HISTORY) if (run_dir / HISTORY).exists() else [])[:epoch]
+    return (read_json(run_dir / HISTORY, schemas.HISTORY) if (run_dir / HISTORY).exists() else [])[:epoch]
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -180,7 +181,7 @@ class Run:
 
     @cached_property
     def history(self) -> list[dict]:
-        return read_json(self.file(HISTORY)) if self.file(HISTORY).exists() else []
+        return read_json(self.file(HISTORY), schemas.HISTORY) if self.file(HISTORY).exists() else []
 
     @property
     def unfinished(self) -> str | None:
@@ -192,7 +193,7 @@ class Run:
 
     @property
     def metrics(self) -> dict | None:
-        return read_json(self.file(METRICS)) if self.file(METRICS).exists() else None
+        return read_json(self.file(METRICS), schemas.Metrics) if self.file(METRICS).exists() else None
 
     @cached_property
     def dataset(self) -> Dataset:

@@ -80,14 +80,31 @@ def write_json(path: Path, data) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def read_json(path: Path):
-    """Return the JSON a file holds; a missing or corrupt file is a UserError."""
+def read_json(path: Path, schema=None):
+    """Return the JSON a file holds, checked against a schema (schemas.py) if given; a bad file is a UserError.
+
+    The data comes back as it was read (dicts and lists): the schema only checks it.
+    """
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} does not exist; is {path.parent} a convlens run folder?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); restore it or train again") from None
+    except OSError as e:  # a symlink loop, a folder where a file should be, no permission
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+    if schema is not None:
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            TypeAdapter(schema).validate_python(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"]).lstrip(".")
+            where = where or "the top level"
+            raise UserError(f"{path} is not what convlens wrote: at {where}, {first['msg'].lower()}; "
+                            "restore it or run the command that writes it again") from None
+    return data
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -103,6 +120,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Return (tensors, metadata) of a safetensors file; missing, truncated or corrupt files are a UserError."""
     if not path.is_file():
+        if path.is_symlink():
+            raise UserError(f"cannot read {path}: it is a broken link or a link loop")
         raise UserError(f"{path} does not exist; train the run first")
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -8,6 +8,7 @@ parameter, caps request bodies, and answers every mistake with a 4xx and a one-l
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -21,12 +22,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import runs
 from ..errors import UserError
 from .live import LiveRun
 from .preprocess import MAX_UPLOAD_BYTES
+from .server import BODY_SECONDS
+
+log = logging.getLogger("convlens.web")
 
 STATIC = Path(__file__).parent / "static"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -40,6 +45,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+class NotFound(Exception):
+    """A run the client named does not exist: a 404 (a KeyError inside the code is a 500, not a 404)."""
 
 
 class RunFolder:
@@ -62,7 +71,7 @@ class RunFolder:
     def get(self, name: str) -> LiveRun:
         """Return an open run by a name the listing would hold; checked on that one folder, not by a rescan."""
         if not self._is_run(name):
-            raise LookupError(f"no run named '{name[:130]}'; GET /api/runs lists them")
+            raise NotFound(f"no run named '{name[:130]}'; GET /api/runs lists them")
         with self._lock:
             if name not in self._open:
                 self._open[name] = LiveRun(self.folder / name)
@@ -73,7 +82,8 @@ class RunFolder:
 
 
 class LimitsAndHeaders:
-    """ASGI middleware: refuse bodies announced as too large, add the security headers to every answer.
+    """ASGI middleware: refuse bodies announced as too large, add the security headers to every answer,
+    and answer any unexpected error with a JSON 500 and one log line (never plain text, never a traceback).
 
     Plain ASGI rather than @app.middleware("http"), which costs a few ms per request.
     """
@@ -95,7 +105,20 @@ class LimitsAndHeaders:
                                                            for k, v in SECURITY_HEADERS.items()]}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        started = False
+
+        async def send_tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception as e:  # noqa: BLE001 - the last line of defence: the client gets JSON, the log one line
+            log.error("convlens: %s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(e).__name__, e)
+            if not started:
+                await _error(500, f"internal error ({type(e).__name__}); the server's log has the details")(
+                    scope, receive, send)
 
 
 def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
@@ -121,9 +144,9 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
     async def user_error(_request, e: UserError):
         return _error(400, str(e))
 
-    @app.exception_handler(LookupError)
-    async def not_found(_request, e: LookupError):
-        return _error(404, str(e.args[0]) if e.args else "not found")
+    @app.exception_handler(NotFound)
+    async def not_found(_request, e: NotFound):
+        return _error(404, str(e))
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(_request, e: RequestValidationError):
@@ -199,11 +222,19 @@ async def _body(request: Request, accepted: tuple[str, ...]) -> bytes | JSONResp
     if kind not in accepted:
         return _error(415, f"send the body with Content-Type {' or '.join(accepted)} (got '{kind[:60]}')")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UPLOAD_BYTES:
-            return _error(413, TOO_LARGE)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):  # a body trickled in a byte at a time would hold the socket
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    return _error(413, TOO_LARGE)
+                chunks.append(chunk)
+    except TimeoutError:
+        return _error(408, f"the request body did not arrive within {BODY_SECONDS:g} s")
+    except ClientDisconnect:
+        log.warning("convlens: %s %s: the client left during its upload (%d bytes received)",
+                    request.method, request.url.path, size)
+        return _error(400, "the upload was cut short")
     return b"".join(chunks)
 
 
@@ -223,7 +254,7 @@ def resolve_folder(path: Path) -> tuple[Path, str | None]:
 
 def serve(path: Path, host: str = "127.0.0.1", port: int = 8000, log=print) -> None:
     """Serve the live page for a run (and its sibling runs) until interrupted."""
-    import uvicorn
+    from .server import run
 
     if not 0 < port < 65536:
         raise UserError(f"port {port} must be between 1 and 65535")
@@ -234,4 +265,4 @@ def serve(path: Path, host: str = "127.0.0.1", port: int = 8000, log=print) -> N
     log(f"serving the runs in {folder} at http://{'127.0.0.1' if loopback else host}:{port}/  (Ctrl-C stops)")
     if not loopback:
         log(f"[yellow]listening on {host} makes the page reachable from other machines; it has no login[/]")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    run(app, host, port)

@@ -1,0 +1,82 @@
+"""The HTTP server under the app: uvicorn, with deadlines for clients that connect and say nothing.
+
+uvicorn closes an idle keep-alive connection, but a socket that never sends a request, or sends its
+headers a byte at a time, stays open for ever; 1,100 of them used up 1,024 descriptors and every
+new request failed. Here a request's headers must arrive within HEADER_SECONDS of its first byte
+(or of the connection), connections past MAX_CONNECTIONS are closed at once, and the process's
+descriptor limit is raised to its hard limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HEADER_SECONDS = 10.0  # from a connection (or the first byte of a request) to the end of its headers
+BODY_SECONDS = 30.0  # to receive a whole request body: 2 MB at 70 KB/s
+IDLE_SECONDS = 5  # a keep-alive connection with no next request is closed after this
+MAX_CONNECTIONS = 512  # open at once; beyond, a new connection is closed before it is read
+log = logging.getLogger("convlens.web")
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections whose request headers are late."""
+
+    header_seconds = HEADER_SECONDS
+    max_connections = MAX_CONNECTIONS
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning("convlens: %d connections open; closing a new one", len(self.connections) - 1)
+            transport.close()
+            return
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # the next request on a kept-alive connection
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_seconds, self._late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (often 1,024 soft of 1,048,576); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def run(app, host: str, port: int) -> None:
+    """Serve the app until interrupted, with the deadlines and limits above."""
+    import uvicorn
+
+    raise_descriptor_limit()
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=DeadlineProtocol,
+                timeout_keep_alive=IDLE_SECONDS)
