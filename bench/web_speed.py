@@ -1,6 +1,6 @@
 """Live page speed (issue 7): stroke-to-maps latency in Chromium, server compute, and a 50-client load test.
 
-usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--json PATH]
+usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--load-only] [--json PATH]
        (default RUN: trains `simple` for 2 epochs first)
 
 1. Server compute, in this process: LiveRun.analyse_drawing on 300 drawings (test digits scaled up to
@@ -10,7 +10,8 @@ usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--json PAT
    new maps; target p95 < 100 ms. Also the server's own compute time as the page saw it, and the
    same strokes driven by Playwright's mouse (the driver adds its own round trips between events).
 3. Load: N concurrent clients on loopback for S seconds, each looping over drawings, test images,
-   run info and map details; errors must be zero; p50/p95 per request and requests/s.
+   run info and map details; errors must be zero; p50/p95/p99 per request, requests/s, and the
+   server's resident memory before and after (issue 18: 100 clients for 60 s).
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from convlens.web.live import LiveRun
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser harness lives with the tests
 from harness import DIGIT_STROKES, DRAW_IN_PAGE, chromium_page, draw_with_mouse, running_server, wait_until_idle  # noqa: E402
+
+
+def resident_mb(pid: int) -> float:
+    """Return a process's resident memory (VmRSS) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -85,7 +94,7 @@ def browser_latency(url: str, repeats: int) -> dict:
     return rows
 
 
-async def load_test(url: str, run: str, clients: int, seconds: float, bodies: list[bytes]) -> dict:
+async def load_test(url, run: str, clients: int, seconds: float, bodies: list[bytes]) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + seconds
@@ -115,12 +124,14 @@ async def load_test(url: str, run: str, clients: int, seconds: float, bodies: li
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
         await http.get(f"/api/runs/{run}/maps/conv1/0")  # the top-input table is built once, not under load
+        rss_before = resident_mb(url.pid)
         started = time.monotonic()
         await asyncio.gather(*(client(k, http) for k in range(clients)))
         elapsed = time.monotonic() - started
     return {"clients": clients, "seconds": elapsed, "requests": len(latencies), "errors": len(errors),
             "first_errors": errors[:3], "requests_per_s": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 0.5), "p95_ms": percentile(latencies, 0.95)}
+            "p50_ms": percentile(latencies, 0.5), "p95_ms": percentile(latencies, 0.95),
+            "p99_ms": percentile(latencies, 0.99), "rss_mb_before": rss_before, "rss_mb_after": resident_mb(url.pid)}
 
 
 def main() -> None:
@@ -129,19 +140,36 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--repeats", type=int, default=3, help="times each digit is drawn in the browser")
+    parser.add_argument("--load-only", action="store_true", help="run the load test alone (no browser)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     run_dir = args.run or tempfile.mkdtemp() + "/simple-mnist"
     if not args.run:
         train(RunConfig(), out=run_dir, progress=False)
     run = run_dir.rstrip("/").split("/")[-1]
-    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "server_compute": server_compute(run_dir)}
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if not args.load_only:
+        result["server_compute"] = server_compute(run_dir)
     bodies = drawings(LiveRun(run_dir), 64)
     with running_server(run_dir) as url:
-        result["browser"] = browser_latency(url, args.repeats)
+        if not args.load_only:
+            result["browser"] = browser_latency(url, args.repeats)
         result["load"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies))
-    s, load = result["server_compute"], result["load"]
+    load = result["load"]
     print(f"torch {result['torch']}, {result['threads']} threads")
+    if not args.load_only:
+        print_latencies(result)
+    print(f"load: {load['clients']} clients for {load['seconds']:.0f} s: {load['requests']} requests "
+          f"({load['requests_per_s']:.0f}/s), {load['errors']} errors, p50 {load['p50_ms']:.0f} ms, "
+          f"p95 {load['p95_ms']:.0f} ms, p99 {load['p99_ms']:.0f} ms; server memory {load['rss_mb_before']:.0f} MB "
+          f"before, {load['rss_mb_after']:.0f} MB after")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+def print_latencies(result: dict) -> None:
+    s = result["server_compute"]
     print(f"server compute (in process, {s['requests']} drawings): p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms "
           f"(target p95 < 30 ms: {'met' if s['p95_ms'] < 30 else 'NOT met'})")
     for driver, b in result["browser"].items():
@@ -149,11 +177,6 @@ def main() -> None:
         print(f"stroke to maps, {driver} ({b['updates']} updates): p50 {b['p50_ms']:.1f} ms, p95 {b['p95_ms']:.1f} ms, "
               f"max {b['max_ms']:.1f} ms; server p50 {b['server_p50_ms']:.1f} / p95 {b['server_p95_ms']:.1f} ms; "
               f"mean parts: {parts} (target p95 < 100 ms: {'met' if b['p95_ms'] < 100 else 'NOT met'})")
-    print(f"load: {load['clients']} clients for {load['seconds']:.0f} s: {load['requests']} requests "
-          f"({load['requests_per_s']:.0f}/s), {load['errors']} errors, p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+class ServerURL(str):
+    """The base URL of a started server, with the server's process id (for its memory, in benchmarks)."""
+
+    pid: int
+
+
 def running_server(run: str | Path, timeout: float = 60.0):
-    """Start `convlens serve RUN` on a free loopback port; yield its base URL; stop it afterwards."""
+    """Start `convlens serve RUN` on a free loopback port; yield its base URL (a ServerURL); stop it afterwards."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "convlens", "serve", str(run), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.pid = process.pid
     try:
         deadline = time.monotonic() + timeout
         while True:

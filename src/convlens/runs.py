@@ -9,7 +9,8 @@
       metrics.json            test-set evaluation
       plots/                  PNGs of training and evaluation
       report.html             everything above and every inspection, offline
-      maps/ kernels/ oip/ ... what each inspection wrote (INSPECTIONS)
+      metrics-DATASET.json    an evaluation on another data set (eval --dataset), beside the run's own
+      maps/ kernels/ oip/ ... what each inspection wrote (INSPECTIONS), each with its source.json
       .lock                   only while a process writes the folder (storage.folder_lock): its PID
 
 No other module spells a file name of this folder: they ask `Run` or use the names below.
@@ -33,7 +34,7 @@ from .layers import LayerTable, layer_table
 from .importers.graph import GraphNet
 from .models import build_model
 from .speed import for_inference, images_to_device
-from .storage import WriteError, atomic_write, load_tensors, read_json, save_tensors, write_json
+from .storage import WriteError, atomic_write, file_sha256, load_tensors, read_json, save_tensors, write_json
 
 __all__ = ["Run", "load_run", "read_config", "WriteError", "atomic_write", "read_json", "write_json", "save_tensors",
            "load_tensors", "save_weights", "save_checkpoint", "load_checkpoint"]
@@ -42,8 +43,22 @@ CONFIG, HISTORY, METRICS, GRAPH = "config.json", "history.json", "metrics.json",
 WEIGHTS, CHECKPOINT = "model.safetensors", "checkpoint.safetensors"
 PLOTS, REPORT = "plots", "report.html"
 CURVES, CONFUSION, MISCLASSIFIED = "curves.png", "confusion.png", "misclassified.png"  # inside plots/
+# Inside each inspection's folder: the sha256 of the weights its files came from. Derived files
+# (these folders, metrics.json) made from other weights (a resumed or retrained run) are stale.
+SOURCE = "source.json"
 # The sub-folder each inspection writes into unless told otherwise, in the order of the articles.
 INSPECTIONS = ("maps", "kernels", "filters", "patterns", "top", "probe", "oip", "explain", "errors")
+
+
+def evaluation_files(dataset: str, own: str) -> tuple[str, str, str]:
+    """Return the (metrics, confusion plot, misclassified plot) names of an evaluation on `dataset` of a run of `own`.
+
+    An evaluation on another data set than the run's own goes beside the run's own, never over it.
+    """
+    if dataset == own:
+        return METRICS, CONFUSION, MISCLASSIFIED
+    tag = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset).strip("-")[:80]
+    return f"metrics-{tag}.json", f"confusion-{tag}.png", f"misclassified-{tag}.png"
 
 
 def oip_tensors(layer: str) -> str:
@@ -191,9 +206,27 @@ class Run:
             return None
         return f"unfinished: {done} of {planned} epochs trained; continue with convlens train --resume {self.path}"
 
+    @cached_property
+    def weights_sha256(self) -> str:
+        """The sha256 of model.safetensors: what every derived file is stamped with."""
+        return file_sha256(self.file(WEIGHTS))
+
+    def is_current(self, stamp: str | None) -> bool:
+        """Whether a derived file stamped with `stamp` came from these weights (files from before stamps count)."""
+        return stamp is None or stamp == self.weights_sha256
+
+    def inspection_is_current(self, folder: Path) -> bool:
+        """Whether an inspection's folder was written from these weights."""
+        source = folder / SOURCE
+        return not source.is_file() or self.is_current(read_json(source).get("weights_sha256"))
+
     @property
     def metrics(self) -> dict | None:
-        return read_json(self.file(METRICS), schemas.Metrics) if self.file(METRICS).exists() else None
+        """The test-set evaluation of these weights, or None (never evaluated, or evaluated before a retraining)."""
+        if not self.file(METRICS).exists():
+            return None
+        metrics = read_json(self.file(METRICS), schemas.Metrics)
+        return metrics if self.is_current(metrics.get("weights_sha256")) else None
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -257,7 +290,7 @@ class Run:
     def saved_oips(self, layer: str) -> SavedOIPs | None:
         """Return the OIPs `convlens oip` stored for a layer (each map's strongest start), or None."""
         path = self.oip_file(layer)
-        if not path.is_file():
+        if not path.is_file() or not self.inspection_is_current(path.parent):
             return None
         tensors, _ = load_tensors(path)
         try:

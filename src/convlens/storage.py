@@ -7,8 +7,10 @@ a full disk or Ctrl-C never leaves a half-written file where a good one was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -48,11 +50,58 @@ def atomic_write(path: Path, write) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files a killed process left in a folder (never a finished file); return them."""
-    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    """Delete what a killed writer left in a folder and its sub-folders (never a finished file); return it.
+
+    Temporary files (.NAME.XXXX.tmp) and staged folders (.NAME.XXXX.new) go; a folder replaced
+    halfway (.NAME.XXXX.old with no NAME beside it) is put back. Call it only while holding the
+    folder's lock: another writer's temporaries are in flight, not stale.
+    """
+    folder = Path(folder)
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()] + [p for p in folder.rglob(".*.new") if p.is_dir()]
     for p in stale:
-        p.unlink(missing_ok=True)
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for old in [p for p in folder.rglob(".*.old") if p.is_dir()]:
+        name = old.parent / old.name[1:].rsplit(".", 2)[0]  # .NAME.XXXX.old -> NAME
+        if name.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, name)
+        stale.append(old)
     return stale
+
+
+@contextlib.contextmanager
+def replaced_folder(folder: Path, keep=lambda old: True):
+    """Yield a new folder to write a multi-file result into; when the block ends, it replaces `folder` whole.
+
+    A kill mid-write leaves `folder` as it was, never half old and half new. The new folder starts
+    with hard links to the files of the old one when keep(old folder) says so (results this write
+    does not redo: other layers' OIPs); every write goes through atomic_write, which replaces a
+    file rather than writing into it, so a link never changes the old folder's files.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".new", dir=folder.parent))
+    try:
+        if folder.is_dir() and keep(folder):
+            shutil.copytree(folder, stage, copy_function=os.link, dirs_exist_ok=True)
+        yield stage
+        os.chmod(stage, 0o755)  # mkdtemp makes folders private
+        old = Path(str(stage)[: -len(".new")] + ".old")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(stage, folder)  # between the two renames a kill leaves .old, which the next writer puts back
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise WriteError(f"cannot write {folder}: {e.strerror or e}; the previous version, if any, is intact") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the sha256 of a file's bytes, in hex."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @contextlib.contextmanager
@@ -178,6 +227,7 @@ def folder_lock(folder: Path, what: str, create: bool = False):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"PID {os.getpid()} ({what})\n".encode(), 0)
         _held[key] = 1
+        remove_stale_temporaries(folder)  # ours now: whatever a killed writer left is stale
         yield
     finally:
         _held.pop(key, None)

@@ -177,8 +177,6 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, model, optimizer, resume:
         except runs.WriteError as e:
             raise UserError(f"{e}; choose another run folder") from None
         return 0, []
-    if writer:
-        storage.remove_stale_temporaries(run_dir)  # a kill -9 during a write leaves its temporary file behind
     if not (run_dir / runs.CHECKPOINT).exists():
         return 0, []  # stopped before the first epoch ended: start again from the stored config
     history = runs.load_checkpoint(run_dir, model, optimizer)

@@ -198,3 +198,15 @@ def test_a_huge_png_is_refused_from_its_header_and_a_big_photo_is_shrunk_while_d
     Image.new("RGB", (4000, 3000), "white").save(photo, "JPEG")
     status, body = post((host, port), "/api/runs/digits/analyse", photo.getvalue(), "image/jpeg")
     assert status == 200, body
+
+
+def test_metrics_holding_nan_are_a_400_naming_the_file_not_a_500(server):
+    host, port, folder = server
+    metrics = folder / "digits" / runs.METRICS
+    metrics.write_text('{"dataset": "mnist", "test_accuracy": NaN, "test_loss": 0.1, "per_class_accuracy": {}, '
+                       '"confusion_matrix": [], "most_confused": []}')
+    try:
+        status, body = get((host, port), "/api/runs/digits")
+    finally:
+        metrics.unlink()
+    assert status == 400 and b"metrics.json is not what convlens wrote: at test_accuracy" in body

@@ -101,7 +101,9 @@ def run_train(args) -> None:
         console.print(f"\ninterrupted; the last finished epoch is saved. Continue with: convlens train --resume {out}")
         raise SystemExit(130) from None
     if metrics:  # under torchrun only rank 0 evaluates
-        _print_metrics(metrics, out)
+        from ..runs import Run
+
+        _print_metrics(metrics, Run(out), trained=True)
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -188,16 +190,22 @@ def run_eval(args) -> None:
     from ..jobs.train import evaluate_run
     from ..runs import Run
 
-    _print_metrics(evaluate_run(args.run, dataset=args.dataset), Path(args.run))
-    if note := Run(args.run).unfinished:
+    metrics = evaluate_run(args.run, dataset=args.dataset)
+    run = Run(args.run)
+    _print_metrics(metrics, run)
+    if note := run.unfinished:
         console.print(f"[yellow]{note}[/]")
 
 
-def _print_metrics(metrics: dict, run_dir: Path) -> None:
+def _print_metrics(metrics: dict, run, trained: bool = False) -> None:
+    from .. import runs
+
     pairs = ", ".join(f"{p['true']}→{p['pred']} ({p['count']})" for p in metrics["most_confused"][:5])
     console.print(f"test accuracy [bold]{metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} on {metrics['dataset']}")
     console.print(f"most confused (true→pred): {pairs}")
-    console.print(f"run folder: {run_dir}  (metrics.json, plots/curves.png, plots/confusion.png, plots/misclassified.png)")
+    written = runs.evaluation_files(metrics["dataset"], run.config.data.dataset)
+    plots = [f"{runs.PLOTS}/{name}" for name in ([runs.CURVES] if trained else []) + list(written[1:])]
+    console.print(f"run folder: {run.path}  ({', '.join([written[0], *plots])})")
 
 
 def run_bench(args) -> None:

@@ -10,8 +10,8 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runs import Run
-from ..storage import folder_lock
+from ..runs import SOURCE, Run
+from ..storage import folder_lock, replaced_folder, write_json
 
 
 @dataclass
@@ -27,15 +27,28 @@ def open_run(run: Run | str | Path) -> Run:
     return run if isinstance(run, Run) else Run(run)
 
 
-def writes_into_run(job):
-    """Hold the run folder's lock while the job writes into it; with `out` elsewhere, no lock is needed."""
+def writes_into_run(inspection: str):
+    """Make a job that writes RUN/<inspection>/ hold the run's lock and replace that folder whole.
 
-    @functools.wraps(job)
-    def locked(run, *args, **kwargs):
-        run = open_run(run)
-        if kwargs.get("out") is not None:
-            return job(run, *args, **kwargs)
-        with folder_lock(run.path, f"convlens {job.__name__}"):
-            return job(run, *args, **kwargs)
+    The job writes into a new folder (earlier results of the same weights linked in), stamped with
+    the weights' sha256, which then replaces the old one: a kill never leaves half old, half new
+    files. With `out` elsewhere, the job writes there directly and no lock is needed.
+    """
 
-    return locked
+    def decorate(job):
+        @functools.wraps(job)
+        def staged(run, *args, out=None, **kwargs):
+            run = open_run(run)
+            if out is not None:
+                return job(run, *args, out=out, **kwargs)
+            final = run.output_folder(inspection)
+            with folder_lock(run.path, f"convlens {job.__name__}"), \
+                    replaced_folder(final, keep=lambda old: run.inspection_is_current(old)) as folder:
+                result = job(run, *args, out=folder, **kwargs)
+                write_json(folder / SOURCE, {"weights_sha256": run.weights_sha256})
+            return Result([final / p.relative_to(folder) if p.is_relative_to(folder) else p for p in result.files],
+                          result.data)
+
+        return staged
+
+    return decorate

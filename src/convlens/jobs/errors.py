@@ -17,7 +17,7 @@ from .explain import check_methods
 ERRORS_PER_PAGE = 24
 
 
-@writes_into_run
+@writes_into_run("errors")
 def errors(run: Run | str | Path, method: str = "ig", steps: int = 50, out: str | Path | None = None,
            log=print) -> Result:
     """Group the misclassified test images by (true, predicted) pair, most frequent first, and explain each."""

@@ -25,7 +25,7 @@ def check_methods(methods: list[str] | None) -> list[str]:
     return methods
 
 
-@writes_into_run
+@writes_into_run("explain")
 def explain(run: Run | str | Path, index: int, methods: list[str] | None = None, target: str | int | None = None,
             layer: str | None = None, patch: int = 4, stride: int = 2, steps: int = 50, sanity: bool = False,
             out: str | Path | None = None, log=print) -> Result:

@@ -12,7 +12,7 @@ from ..runs import Run
 from . import Result, open_run, writes_into_run
 
 
-@writes_into_run
+@writes_into_run("filters")
 def filters_demo(run: Run | str | Path, index: int = 0, out: str | Path | None = None) -> Result:
     """Apply the classic kernels and the first conv layer's kernels to one test image, side by side."""
     run = open_run(run)

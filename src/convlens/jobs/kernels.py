@@ -12,7 +12,7 @@ from ..runs import Run, write_json
 from . import Result, open_run, writes_into_run
 
 
-@writes_into_run
+@writes_into_run("kernels")
 def kernels(run: Run | str | Path, layer: str | None = None, out: str | Path | None = None) -> Result:
     """Draw a conv layer's kernels (default: the first conv layer): every kernel when it reads the image."""
     run = open_run(run)

@@ -13,7 +13,7 @@ from ..training import predict
 from . import Result, open_run, writes_into_run
 
 
-@writes_into_run
+@writes_into_run("maps")
 def maps(run: Run | str | Path, images: list[int], layers: list[str] | None = None, cmap: str = "gray",
          scale: str = "layer", out: str | Path | None = None) -> Result:
     """Draw every map of each layer (default: all map layers) for the test images at `images`."""

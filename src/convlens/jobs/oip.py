@@ -21,7 +21,7 @@ from ..runs import Run, oip_tensors, read_json, save_tensors, write_json
 from . import Result, open_run, writes_into_run
 
 
-@writes_into_run
+@writes_into_run("oip")
 def layer_oip(run: Run | str | Path, layers: list[str] | None = None, maps: list[int] | None = None,
               objective: str = "mean", starts: int = 1, ascent: Ascent = Ascent(), out: str | Path | None = None,
               log=print) -> Result:
@@ -43,7 +43,7 @@ def layer_oip(run: Run | str | Path, layers: list[str] | None = None, maps: list
     return _write(run, found, objective, starts, 0.0, ascent, out)
 
 
-@writes_into_run
+@writes_into_run("oip")
 def class_oip(run: Run | str | Path, classes: list[str | int] | None = None, starts: int = 1, manifold: float = 0.0,
               ascent: Ascent = Ascent(), out: str | Path | None = None) -> Result:
     """Search, per class (default: all), the input that maximises its logit; `manifold` pulls it towards the class mean."""

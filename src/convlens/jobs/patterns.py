@@ -14,7 +14,7 @@ from ..runs import Run, read_json, write_json
 from . import Result, open_run, writes_into_run
 
 
-@writes_into_run
+@writes_into_run("patterns")
 def patterns(run: Run | str | Path, layer: str | None = None, pair: tuple[str | int, str | int] | None = None,
              out: str | Path | None = None) -> Result:
     """Write class-mean activations of a layer (default: the last conv) and, for a pair of classes, the separating maps."""

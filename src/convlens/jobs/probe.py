@@ -16,7 +16,7 @@ from ..training import evaluate
 from . import Result, open_run, writes_into_run
 
 
-@writes_into_run
+@writes_into_run("probe")
 def probe(run: Run | str | Path, layers: list[str] | None = None, train_size: int = 10000,
           out: str | Path | None = None, log=print) -> Result:
     """Fit linear and nearest-centroid probes on each layer (default: every layer but dropout)."""

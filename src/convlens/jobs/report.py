@@ -75,8 +75,13 @@ def _report(run_dir: Path, out, log) -> Path:
     sections.append(_kernel_section(o))
     for folder in runs.INSPECTIONS:
         title, intro = ARTIFACTS[folder]
-        if pngs := sorted((run_dir / folder).glob("*.png")):
+        if not (pngs := sorted((run_dir / folder).glob("*.png"))):
+            continue
+        if o.inspection_is_current(run_dir / folder):
             sections.append(_artifact_section(folder, title, intro, pngs, run_dir))
+        else:  # drawn from weights this run no longer has (it trained further since): shown as stale, not as fact
+            sections.append(Section(title, folder, f"{intro} The {len(pngs)} figures in {run_dir / folder} were made "
+                                    "from earlier weights of this run; run that command again to redraw them."))
     for compare_dir, comparison in _comparisons(run_dir):
         sections.append(_compare_section(compare_dir, comparison))
     sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.")

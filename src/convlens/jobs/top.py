@@ -14,7 +14,7 @@ from . import Result, open_run, writes_into_run
 MAPS_PER_PAGE = 8
 
 
-@writes_into_run
+@writes_into_run("top")
 def top(run: Run | str | Path, layer: str | None = None, k: int = 9, out: str | Path | None = None) -> Result:
     """Draw, for every map of a layer (default: the first conv), the k test images with its highest activation."""
     run = open_run(run)

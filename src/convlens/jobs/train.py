@@ -32,7 +32,11 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, model=None) -> dict:
-    """Evaluate a run on a test set; write metrics.json, plots/confusion.png and plots/misclassified.png."""
+    """Evaluate a run on a test set; write metrics.json, plots/confusion.png and plots/misclassified.png.
+
+    On another data set than the run's own the files are metrics-DATASET.json and so on, beside
+    the run's own (runs.evaluation_files). The metrics are stamped with the weights' sha256.
+    """
     with folder_lock(Path(run_dir), "convlens eval"):
         return _evaluate(Path(run_dir), dataset, model)
 
@@ -42,6 +46,7 @@ def _evaluate(run_dir: Path, dataset, model) -> dict:
     model = model if model is not None else run.model
     if not isinstance(dataset, Dataset):
         dataset = run.dataset if dataset is None else load_dataset(dataset)
+    metrics_name, confusion_name, misclassified_name = runs.evaluation_files(dataset.name, run.config.data.dataset)
     device = next(model.parameters()).device
     result = evaluate(model, dataset.test_images, dataset.test_labels, num_classes=dataset.num_classes, device=device)
     names = dataset.class_names
@@ -52,10 +57,11 @@ def _evaluate(run_dir: Path, dataset, model) -> dict:
         "per_class_accuracy": dict(zip(names, result["per_class_accuracy"])),
         "confusion_matrix": result["confusion_matrix"],
         "most_confused": most_confused(result["confusion_matrix"], names),
+        "weights_sha256": run.weights_sha256,
     }
-    runs.write_json(run_dir / runs.METRICS, metrics)
+    runs.write_json(run_dir / metrics_name, metrics)
     plots = run_dir / runs.PLOTS
-    figures.save(figures.confusion(result["confusion_matrix"], names), plots / runs.CONFUSION)
+    figures.save(figures.confusion(result["confusion_matrix"], names), plots / confusion_name)
     figures.save(figures.misclassified(dataset.test_images, dataset.test_labels, result["predictions"], names),
-                 plots / runs.MISCLASSIFIED)
+                 plots / misclassified_name)
     return metrics
