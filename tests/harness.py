@@ -32,13 +32,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
 class ServerURL(str):
     """The base URL of a started server, with the server's process id (for its memory, in benchmarks)."""
 
     pid: int
 
 
+@contextlib.contextmanager
 def running_server(run: str | Path, timeout: float = 60.0):
     """Start `convlens serve RUN` on a free loopback port; yield its base URL (a ServerURL); stop it afterwards."""
     port = free_port()

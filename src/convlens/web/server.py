@@ -3,13 +3,15 @@
 uvicorn closes an idle keep-alive connection, but a socket that never sends a request, or sends its
 headers a byte at a time, stays open for ever; 1,100 of them used up 1,024 descriptors and every
 new request failed. Here a request's headers must arrive within HEADER_SECONDS of its first byte
-(or of the connection), connections past MAX_CONNECTIONS are closed at once, and the process's
-descriptor limit is raised to its hard limit.
+(or of the connection); past MAX_CONNECTIONS, the connection that has waited longest without a
+request is closed to make room, so a client that asks at once is served even during a flood; and
+the process's descriptor limit is raised to its hard limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import resource
 
@@ -18,7 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 HEADER_SECONDS = 10.0  # from a connection (or the first byte of a request) to the end of its headers
 BODY_SECONDS = 30.0  # to receive a whole request body: 2 MB at 70 KB/s
 IDLE_SECONDS = 5  # a keep-alive connection with no next request is closed after this
-MAX_CONNECTIONS = 512  # open at once; beyond, a new connection is closed before it is read
+MAX_CONNECTIONS = 512  # open at once; beyond, the longest-silent one is closed
 log = logging.getLogger("convlens.web")
 
 
@@ -28,14 +30,25 @@ class DeadlineProtocol(HttpToolsProtocol):
     header_seconds = HEADER_SECONDS
     max_connections = MAX_CONNECTIONS
     _deadline: asyncio.TimerHandle | None = None
+    _last_warning = 0.0  # class-wide: one log line per flood, not one per connection
+    _arrivals = itertools.count()  # the order connections came in (uvloop's clock ties within one loop turn)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            log.warning("convlens: %d connections open; closing a new one", len(self.connections) - 1)
-            transport.close()
-            return
+        self._arrival = next(self._arrivals)
         self._arm()
+        if len(self.connections) > self.max_connections:
+            silent = [c for c in self.connections if isinstance(c, DeadlineProtocol) and c._silent]
+            oldest = min(silent, key=lambda c: c._arrival, default=self)
+            if self.loop.time() - DeadlineProtocol._last_warning > HEADER_SECONDS:
+                DeadlineProtocol._last_warning = self.loop.time()
+                log.warning("convlens: over %d connections open; closing those silent longest", self.max_connections)
+            oldest._late()
+
+    @property
+    def _silent(self) -> bool:
+        """Connected and waiting for a request that has not begun (not a keep-alive between requests)."""
+        return self._deadline is not None and self.cycle is None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
