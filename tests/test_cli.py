@@ -80,10 +80,36 @@ def corrupt_folders(tmp_path):
         (["train", "--resume", "/no/such/run"], "run folder /no/such/run does not exist"),
         (["eval", "/no/such/run"], "run folder /no/such/run does not exist"),
         (["data", "fetch", "cifar"], "argument name: invalid choice"),
+        (["trian"], "invalid choice: 'trian' (choose from 'data', "),
+        (["trian"], "; did you mean 'train'? (see convlens --help)"),
+        (["train", "--modle", "simple"], "unrecognized arguments: --modle simple; did you mean --model? "
+                                         "(see convlens train --help)"),
+        (["train", "--epoch", "1"], "unrecognized arguments: --epoch 1; did you mean --epochs?"),  # no silent guess
+        (["maps", "RUN", "--layr", "conv1"], "did you mean --layer?"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(args, message, corrupt_folders):
     assert_user_error(convlens(*(a.format(**corrupt_folders) for a in args)), message)
+
+
+def test_missing_data_is_said_before_training_is_announced():
+    done = convlens("train", "--dataset", "idx:/no/such/folder", "--out", "/tmp/never-written")
+    assert_user_error(done, "data folder /no/such/folder does not exist")
+    assert done.stdout == ""
+
+
+def test_every_command_teaches_by_an_example_that_parses_and_shows_its_defaults():
+    import shlex
+
+    from convlens.cli import EXAMPLES, build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(EXAMPLES) == set(commands)
+    for name, example in EXAMPLES.items():
+        args = parser.parse_args(shlex.split(example)[1:])
+        assert args.command == name and f"example: {example}" in commands[name].format_help()
+    assert "(default: gray)" in commands["maps"].format_help()
 
 
 def test_train_then_eval_writes_the_whole_run_folder(small_mnist, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import inspect
 import io
@@ -24,11 +25,45 @@ from ..errors import UserError
 console = Console(soft_wrap=True)  # long paths stay on one line, copyable
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Show each flag's default where its help does not already say it (None and False say nothing)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line, not a usage block."""
+    """argparse that reports a bad flag as one line with a "did you mean", and never guesses an abbreviation.
+
+    `--epoch 1` is an error, not `--epochs 1`: a silent guess trains what was not asked for.
+    """
+
+    example = ""  # one command line shown at the end of --help, unwrapped so it can be copied
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        return super().format_help() + (f"\nexample: {self.example}\n" if self.example else "")
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see {self.prog} --help)\n")
+
+    def _suggestion(self, message: str) -> str:
+        if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+            return f"; did you mean '{close[0]}'?" if close else ""
+        if m := re.search(r"unrecognized arguments: (\S+)", message):
+            close = difflib.get_close_matches(m.group(1).split("=")[0], list(self._option_string_actions), n=1,
+                                              cutoff=0.6)
+            return f"; did you mean {close[0]}?" if close else ""
+        return ""
 
 
 @functools.cache

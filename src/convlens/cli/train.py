@@ -67,6 +67,7 @@ def config_from_args(args) -> tuple[RunConfig, list[str]]:
 
 
 def run_train(args) -> None:
+    from ..data import load_dataset
     from ..jobs.train import train_run
     from ..runs import GRAPH, read_config
 
@@ -94,6 +95,7 @@ def run_train(args) -> None:
     else:
         config, _ = config_from_args(args)
         out = Path(args.out) if args.out else _default_out(config)
+    load_dataset(config.data.dataset)  # a missing data set is the first thing said, not after "training ... into"
     console.print(f"training [bold]{config.model.model}[/] on {config.data.dataset} into {out}")
     try:
         metrics = train_run(config, out, resume=bool(args.resume))
