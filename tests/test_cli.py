@@ -162,3 +162,15 @@ def test_train_seeds_writes_one_run_per_seed_with_its_own_weights(small_mnist, t
 @pytest.mark.parametrize("seeds", ["1,x", "1,1", ""])
 def test_train_seeds_must_be_distinct_integers(seeds, tmp_path):
     assert_user_error(convlens("train", "--seeds", seeds, "--out", tmp_path / "r"), "must be distinct comma-separated")
+
+
+def test_class_names_are_taken_in_any_case(tmp_path):
+    from conftest import untrained_run
+
+    from convlens.runs import Run
+
+    run = Run(untrained_run(tmp_path / "fashion", "fashion-mnist"))
+    assert [run.class_index(n) for n in ("shirt", "SHIRT", "Shirt", "6", "ankle boot")] == [6, 6, 6, 6, 9]
+    assert run.first_of_classes([("shirt", 2)]) == run.first_of_classes([("Shirt", 2)])
+    with pytest.raises(Exception, match="unknown class 'shrit'; did you mean 'Shirt'\\? classes are 0-9"):
+        run.class_index("shrit")

@@ -18,6 +18,7 @@ No other module spells a file name of this folder: they ask `Run` or use the nam
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -263,7 +264,9 @@ class Run:
         lowered = [n.lower() for n in names]
         if text.lower() in lowered:
             return lowered.index(text.lower())
-        raise UserError(f"unknown class '{text}'; classes are 0-{len(names) - 1} ({', '.join(names)})")
+        close = [] if text.isdigit() else difflib.get_close_matches(text.lower(), lowered, n=1, cutoff=0.6)
+        hint = f"did you mean '{names[lowered.index(close[0])]}'? " if close else ""
+        raise UserError(f"unknown class '{text}'; {hint}classes are 0-{len(names) - 1} ({', '.join(names)})")
 
     def check_test_index(self, index: int) -> int:
         """Return a test-set index after checking it is in range."""
