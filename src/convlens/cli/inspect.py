@@ -26,7 +26,14 @@ def add(sub) -> None:
     m.add_argument("--layer", action="append", help="limit to this layer (repeatable; default: all map layers)")
     m.add_argument("--cmap", default="gray", choices=CMAPS, help="colour map (jet as in the articles)")
     m.add_argument("--scale", default="layer", choices=SCALES,
-                   help="layer: one colour range per layer, strengths compare; map: each map stretched alone")
+                   help="layer: one colour range per layer, strengths compare; map: each map stretched alone "
+                        "(with --maps or --top-differing: one range per map across the images)")
+    m.add_argument("--maps", help="only these maps of one layer, one row per map and one column per image, "
+                                  "e.g. 74,52,3")
+    m.add_argument("--top-differing", metavar="A,B", help="the maps of one layer whose activity differs most "
+                   "between classes A and B on the test set, with the A-minus-B difference (default images: "
+                   "three of each)")
+    m.add_argument("--count", type=int, default=8, help="how many maps --top-differing shows")
     k = command(sub, "kernels", "a conv layer's learned kernels as images (deeper layers: norms and strongest slices)",
                 run_kernels)
     k.add_argument("--layer", help="conv layer (default: the first)")
@@ -49,17 +56,30 @@ def add(sub) -> None:
 
 
 def run_maps(args) -> None:
-    from ..jobs.maps import maps
+    from ..jobs.maps import maps, maps_across
     from ..runs import Run
 
     if args.images and args.index:
         raise UserError("give --images or --index, not both")
+    if args.maps and args.top_differing:
+        raise UserError("give --maps or --top-differing, not both")
+    pair = parse_names(args.top_differing)
+    if pair is not None and len(pair) != 2:
+        raise UserError(f"--top-differing takes two classes, e.g. 4,9 (got '{args.top_differing}')")
     run = Run(args.run)
     if args.index:
         images = parse_indices(args.index, "--index")
     else:
-        images = run.first_of_classes(parse_class_counts(args.images or "4:1", "--images"))
-    print_written(maps(run, images, args.layer, args.cmap, args.scale, out=args.out).files)
+        default = f"{pair[0]}:3,{pair[1]}:3" if pair else "4:1"
+        images = run.first_of_classes(parse_class_counts(args.images or default, "--images"))
+    if not (args.maps or pair):
+        print_written(maps(run, images, args.layer, args.cmap, args.scale, out=args.out).files)
+        return
+    if args.layer and len(args.layer) > 1:
+        raise UserError("--maps and --top-differing show maps of one layer; give one --layer")
+    chosen = parse_indices(args.maps, "--maps") if args.maps else None
+    print_written(maps_across(run, images, args.layer[0] if args.layer else None, chosen, tuple(pair) if pair else None,
+                              args.count, args.cmap, args.scale, out=args.out).files)
 
 
 def run_kernels(args) -> None:

@@ -105,6 +105,70 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
     return fig
 
 
+def _framed(ax):
+    """No ticks, a thin grey frame: tiles stay apart even when a map is as dark as the page is light."""
+    _off(ax)
+    for spine in ax.spines.values():
+        spine.set_color("0.55")
+        spine.set_linewidth(0.6)
+
+
+def maps_across_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, chosen: list[int], titles: list[str],
+                       cmap: str = "gray", scale: str = "layer", effect: list[float] | None = None,
+                       difference: tuple[torch.Tensor, str] | None = None) -> Figure:
+    """Return chosen maps across images: images on top, one row per map (B, M, h, w), one column per image.
+
+    scale 'layer': one colour range for every tile, one colour bar; 'map': one range per row, so
+    the images compare within a map, with a colour bar per row. `effect` adds each map's Cohen's d
+    to its row label; `difference` (M, h, w) adds a column of mean-difference maps in red and blue.
+    """
+    b, m, h, w = maps.shape
+    cols = b + (difference is not None)
+    height = 1.1 + 1.15 * (m + 1.3)
+    fig = plt.figure(figsize=(1.5 + 1.15 * cols + 0.7, height))
+    grid = fig.add_gridspec(m + 1, cols + 1, width_ratios=[1] * cols + [0.09], height_ratios=[1.3] + [1] * m,
+                            wspace=0.1, hspace=0.14, top=1 - 0.75 / height, bottom=0.2 / height)
+    for j in range(b):
+        ax = fig.add_subplot(grid[0, j])
+        ax.imshow(picture(images[j]), cmap="gray_r")
+        _framed(ax)
+        ax.set_title(titles[j], fontsize=8)
+    lo, hi = maps.min().item(), maps.max().item()
+    for r in range(m):
+        if scale == "map":
+            lo, hi = maps[:, r].min().item(), maps[:, r].max().item()
+        for j in range(b):
+            ax = fig.add_subplot(grid[r + 1, j])
+            im = ax.imshow(maps[j, r].numpy(), cmap=cmap, vmin=lo, vmax=max(hi, lo + 1e-6), interpolation="nearest")
+            _framed(ax)
+            if j == 0:
+                label = f"map {chosen[r]}" + (f"\nd = {effect[r]:+.2f}" if effect else "")
+                ax.set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
+        if scale == "map":
+            bar = fig.colorbar(im, cax=fig.add_subplot(grid[r + 1, -1]))
+            bar.ax.tick_params(labelsize=7)
+        if difference is not None:
+            diff = difference[0][r].numpy()
+            limit = max(float(np.abs(diff).max()), 1e-6)
+            ax = fig.add_subplot(grid[r + 1, b])
+            ax.imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            _framed(ax)
+            ax.text(0.03, 0.97, f"±{limit:.2g}", transform=ax.transAxes, fontsize=7, va="top", ha="left",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    if difference is not None:
+        head = fig.add_subplot(grid[0, b])
+        head.axis("off")
+        head.text(0.5, 0.5, f"{difference[1]}\n(range per row)", fontsize=8, ha="center", va="center",
+                  transform=head.transAxes)
+    if scale == "layer":
+        bar = fig.colorbar(im, cax=fig.add_subplot(grid[1:, -1]))
+        bar.set_label(f"{layer} activation (one range for every tile)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    what = "the maps that differ most between two classes" if effect else "chosen maps"
+    fig.suptitle(f"{layer}: {what}, {m} of them, across {b} images (colour range: per {scale})", fontsize=11)
+    return fig
+
+
 def first_kernels_figure(weight: torch.Tensor, layer: str) -> Figure:
     """Return every kernel of a conv layer on the image as a small picture: grey kernels red positive, blue
     negative; colour kernels in colour, grey meaning zero."""
