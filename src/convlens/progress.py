@@ -1,6 +1,8 @@
-"""A rich progress bar for training: one bar over all steps, showing loss, accuracy and lr."""
+"""Rich progress bars: training (one bar over all steps, with loss, accuracy and lr) and any long loop (`track`)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -52,3 +54,23 @@ class EpochProgress:
             f"epoch {entry['epoch']}/{self.epochs}  train_loss {entry['train_loss']:.4f}  "
             f"train_acc {entry['train_accuracy']:.4f}{val}  lr {entry['lr']:.2e}  {entry['seconds']:.1f}s"
         )
+
+
+def track(items: Iterable, description: str, total: float | None = None, weight=lambda item: 1) -> Iterator:
+    """Yield the items while a bar with an ETA shows how far the loop is; nothing is drawn off a terminal.
+
+    `weight(item)` is the share of the work an item is (images in a group, say), so the ETA holds
+    when items are of unequal size; it counts once the item's work is done.
+    """
+    if not console.is_terminal:
+        yield from items
+        return
+    if total is None:  # else the items may come as they are ready (as_completed), not all at once
+        items = list(items)
+        total = sum(weight(i) for i in items)
+    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        for item in items:
+            yield item
+            bar.advance(task, weight(item))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import track
 from .maps import iter_maps
 
 
@@ -58,7 +59,9 @@ def probe(model: nn.Module, train_images, train_labels, test_images, test_labels
     """Return {layer: {'features', 'linear', 'centroid'}}: feature count and the two probe accuracies."""
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     result = {}
-    for i, layer in enumerate(layers):  # one layer at a time keeps memory to one layer's features
+    # One layer at a time keeps memory to one layer's features; the bar weighs each by its feature count.
+    sizes = {name: layer_features(model, train_images[:1], name).shape[1] for name in layers}
+    for i, layer in enumerate(track(layers, "probing layers", weight=sizes.get)):
         log(f"probing {layer} ({i + 1}/{len(layers)})")
         tr = layer_features(model, train_images, layer)
         te = layer_features(model, test_images, layer)

@@ -12,6 +12,7 @@ from ..explain import attribute
 from ..runs import Run, write_json
 from ..training import predict
 from . import Result, open_run, writes_into_run
+from ..progress import track
 from .explain import check_methods
 
 ERRORS_PER_PAGE = 24
@@ -32,7 +33,7 @@ def errors(run: Run | str | Path, method: str = "ig", steps: int = 50, out: str 
     ranked = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     log(f"{len(wrong)} misclassified test images in {len(ranked)} (true, predicted) pairs")
     folder, files, table = run.output_folder("errors", out), [], []
-    for n, ((true, pred), indices) in enumerate(ranked):
+    for n, ((true, pred), indices) in enumerate(track(ranked, "explaining errors", weight=lambda kv: len(kv[1]))):
         log(f"explaining {names[true]}→{names[pred]}: {len(indices)} images ({n + 1}/{len(ranked)})")
         towards_pred = attribute(run.model, x[indices], torch.full((len(indices),), pred), method, steps=steps).maps
         towards_true = attribute(run.model, x[indices], torch.full((len(indices),), true), method, steps=steps).maps

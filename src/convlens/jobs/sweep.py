@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..draw import figures
 from ..errors import UserError
+from ..progress import track
 from ..runs import write_json
 from . import Result
 from .train import train_run
@@ -91,8 +92,13 @@ def run_points(sweep: list[Point], jobs: int, log=print) -> list[tuple[Point, di
         return [(p, train_run(p.config, p.out)) for p in sweep]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_point, p.config.to_dict(), str(p.out), threads) for p in sweep]
-        return [(p, f.result()) for p, f in zip(sweep, futures)]
+        futures = {pool.submit(_train_point, p.config.to_dict(), str(p.out), threads): k for k, p in enumerate(sweep)}
+        results = {}
+        for future in track(as_completed(futures), f"{len(sweep)} runs", total=len(sweep)):
+            k = futures[future]
+            results[k] = future.result()
+            log(f"finished {sweep[k].out}: test accuracy {results[k]['test_accuracy']:.4f}")
+        return [(p, results[k]) for k, p in enumerate(sweep)]
 
 
 def _train_point(config_dict: dict, out: str, threads: int) -> dict:

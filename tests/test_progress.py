@@ -1,0 +1,38 @@
+"""Long loops show a bar with an ETA on a terminal, weighted by each item's share of the work, and nothing elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from convlens import progress
+
+
+def test_off_a_terminal_the_items_pass_through_and_nothing_is_drawn(capsys):
+    assert list(progress.track(iter([3, 1, 2]), "work")) == [3, 1, 2]
+    assert capsys.readouterr().err == ""
+
+
+def test_on_a_terminal_the_bar_counts_the_items_weights_and_shows_an_eta(monkeypatch):
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=120))
+    seen = []
+    for item in progress.track([("4→9", 30), ("7→2", 10)], "explaining errors", weight=lambda kv: kv[1]):
+        seen.append(item[0])
+    text = screen.getvalue()
+    assert seen == ["4→9", "7→2"]
+    assert "explaining errors" in text and "40/40" in text and "0:00:00" in text  # count of weights, elapsed/ETA
+
+
+def test_items_that_come_as_they_are_ready_are_not_waited_for_all_at_once(monkeypatch):
+    monkeypatch.setattr(progress, "console", Console(file=io.StringIO(), force_terminal=True))
+    handed = []
+
+    def arriving():
+        for k in range(3):
+            handed.append(k)
+            yield k
+
+    for k in progress.track(arriving(), "runs", total=3):
+        assert handed == list(range(k + 1))  # the next item is not asked for before this one is used
