@@ -134,3 +134,19 @@ def test_nested_models_compare_through_their_layer_table():
     c = compare_models(a, b, images)
     assert [m.layer for m in c.layers] == ["0.0"] and c.cka_layers == ["0.0", "2"]
     assert compare_models(a, a, images).layers[0].matched.tolist() == list(range(8))
+
+
+def test_the_table_the_json_and_the_histogram_give_one_number_at_one_threshold():
+    from convlens.compare.runs_compare import PARTNER_R, LayerMatch
+    from convlens.draw.compare_figures import matched_correlation_figure
+
+    correlation = torch.tensor([[0.95, 0.1, 0.0], [0.2, 0.85, 0.0], [0.0, 0.3, 0.0]])  # map 2 of B is silent
+    m = LayerMatch("conv1", "conv1", correlation, torch.tensor([0, 1, 2]), torch.tensor([0.95, 0.85, 0.0]),
+                   silent_b=[2])
+    s = m.summary()
+    assert PARTNER_R == 0.8 and s["partner_threshold"] == 0.8 and s["live_pairs"] == 2
+    assert s["mean_matched_correlation"] == pytest.approx(0.9) and s["share_with_partner"] == 1.0
+    assert "share_at_least_0.9" not in s  # one threshold, not two
+    fig = matched_correlation_figure({"conv1": m.live_correlation}, {})
+    assert fig.axes[0].get_title() == "conv1: mean r 0.90, 100% with a partner"
+    assert [line.get_xdata()[0] for line in fig.axes[0].lines] == [PARTNER_R]

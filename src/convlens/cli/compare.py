@@ -21,11 +21,12 @@ def add(sub) -> None:
 
 
 def run_compare(args) -> None:
+    from ..compare.runs_compare import PARTNER_R
     from ..jobs.compare import compare
 
     result = compare(args.runs, args.test_images, args.out, args.oips, log=console.print)
     report = result.data
-    table = Table(title="matched maps: mean correlation, share >= 0.9, same order?")
+    table = Table(title=f"matched maps (live): mean correlation / share with a partner (r >= {PARTNER_R}) / same order?")
     table.add_column("pair")
     layers = list(next(iter(report["pairs"].values()))["layers"])
     for layer in layers:
@@ -33,7 +34,7 @@ def run_compare(args) -> None:
     table.add_column("agreement", justify="right")
     rows = list(report["pairs"].items()) + [(f"baseline: {k}", v) for k, v in report["baselines"].items()]
     for name, pair in rows:
-        cells = [f"{s['mean_matched_correlation']:.2f} / {s['share_at_least_0.9']:.0%} / "
+        cells = [f"{s['mean_matched_correlation']:.2f} / {s['share_with_partner']:.0%} / "
                  f"{'yes' if s['same_order'] else 'no'}" for s in pair["layers"].values()]
         table.add_row(name, *cells, f"{pair['prediction_agreement']:.2%}")
     console.print(table)

@@ -14,6 +14,9 @@ from ..layers import LayerTable, layer_table
 from ..training import predict
 from .similarity import gram, kernel_similarity, linear_cka, map_correlation, match
 
+# A map "has a partner" in the other run when its matched map correlates at least this much. The
+# one threshold of every compare figure, table, JSON key and the README; means are over live maps.
+PARTNER_R = 0.8
 
 @dataclass
 class LayerMatch:
@@ -27,17 +30,25 @@ class LayerMatch:
     silent_a: list[int] = field(default_factory=list)  # maps constant over every image and position
     silent_b: list[int] = field(default_factory=list)
 
-    def summary(self) -> dict:
-        """Matched-correlation figures over the maps live in both runs; silent maps are counted apart."""
+    @property
+    def live(self) -> torch.Tensor:
+        """(Ca,) whether a matched pair has both maps live (a silent map correlates with nothing)."""
         live = torch.ones(len(self.matched), dtype=torch.bool)
         live[torch.tensor(self.silent_a, dtype=torch.long)] = False
         silent_b = torch.zeros(self.correlation.shape[1], dtype=torch.bool)
         silent_b[torch.tensor(self.silent_b, dtype=torch.long)] = True
-        live &= ~silent_b[self.matched]
-        c, index = self.matched_correlation[live], torch.arange(len(self.matched))
+        return live & ~silent_b[self.matched]
+
+    @property
+    def live_correlation(self) -> torch.Tensor:
+        """The matched correlations of the live pairs: what every mean and share is taken over."""
+        return self.matched_correlation[self.live]
+
+    def summary(self) -> dict:
+        """Matched-correlation figures over the maps live in both runs; silent maps are counted apart."""
+        live, c, index = self.live, self.live_correlation, torch.arange(len(self.matched))
         out = {"maps": len(self.matched), "live_pairs": len(c), "mean_matched_correlation": c.mean().item(),
-               "share_at_least_0.8": (c >= 0.8).float().mean().item(),
-               "share_at_least_0.9": (c >= 0.9).float().mean().item(),
+               "partner_threshold": PARTNER_R, "share_with_partner": (c >= PARTNER_R).float().mean().item(),
                "same_order": bool(torch.equal(self.matched[live], index[live])),
                "maps_in_place": int((self.matched == index)[live].sum()),
                "matched": self.matched.tolist(), "silent_maps_a": self.silent_a, "silent_maps_b": self.silent_b}

@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from ..compare.runs_compare import PARTNER_R
+
 from .inspect_figures import _off, picture
 
 
@@ -65,7 +67,10 @@ def cka_figure(cka: torch.Tensor, layers: list[str], names: tuple[str, str]) -> 
 
 
 def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: dict[str, dict[str, torch.Tensor]]) -> Figure:
-    """Return a histogram per conv layer of matched-map correlations, with the untrained baseline's in grey."""
+    """Return a histogram per conv layer of the live maps' matched correlations, with the untrained baseline's in grey.
+
+    The title's mean and share are the numbers compare prints and writes (over live maps, r >= PARTNER_R).
+    """
     fig, axes = plt.subplots(1, len(per_layer), figsize=(3.4 * len(per_layer), 2.8), squeeze=False)
     bins = torch.linspace(-0.2, 1.0, 25).numpy()
     for ax, (layer, corr) in zip(axes[0], per_layer.items()):
@@ -73,8 +78,10 @@ def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: di
         if untrained is not None:
             ax.hist(untrained.numpy(), bins=bins, color="0.75", label="vs untrained")
         ax.hist(corr.numpy(), bins=bins, color="tab:blue", alpha=0.8, label="run vs run")
-        ax.axvline(0.8, color="k", lw=0.6, ls="--")
-        ax.set(title=f"{layer}: mean {corr.mean():.2f}", xlabel="matched correlation", ylabel="maps")
+        ax.axvline(PARTNER_R, color="k", lw=0.6, ls="--", label=f"partner: r ≥ {PARTNER_R}")
+        share = (corr >= PARTNER_R).float().mean()
+        ax.set(title=f"{layer}: mean r {corr.mean():.2f}, {share:.0%} with a partner",
+               xlabel="matched correlation (live maps)", ylabel="maps")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -79,8 +79,8 @@ def _baselines(run: Run, x: torch.Tensor) -> dict:
 
 def _pair_figures(folder: Path, stem: str, a, b, c, names, baselines, oip_layer) -> list[Path]:
     written = [figures.save(views.cka_figure(c.cka, c.cka_layers, names), folder / f"cka_{stem}.png")]
-    per_layer = {m.layer: m.matched_correlation for m in c.layers}
-    untrained = {m.layer: m.matched_correlation for m in baselines["untrained"]["comparison"].layers}
+    per_layer = {m.layer: m.live_correlation for m in c.layers}
+    untrained = {m.layer: m.live_correlation for m in baselines["untrained"]["comparison"].layers}
     written.append(figures.save(views.matched_correlation_figure(per_layer, {"untrained": untrained}),
                                 folder / f"matched_{stem}.png"))
     first = c.layers[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .. import runs
+from ..compare.runs_compare import PARTNER_R
 from ..draw import figures
 from ..draw import inspect_figures as views
 from ..draw.html import Section, render
@@ -165,9 +166,10 @@ def _comparisons(run_dir: Path) -> list[tuple[Path, dict]]:
 
 def _compare_section(folder: Path, report: dict) -> Section:
     s = Section(f"Comparison: {folder.name}", folder.name, "convlens compare: maps matched one to one by activation "
-                "correlation; mean matched r / share >= 0.9 / same order, per layer; and prediction agreement.")
+                f"correlation; mean matched r / share with a partner (r >= {PARTNER_R}) / same order, per layer, over "
+                "maps live in both runs; and prediction agreement.")
     layers = list(next(iter(report["pairs"].values()))["layers"])
-    rows = [[pair] + [f"{v['mean_matched_correlation']:.2f} / {v['share_at_least_0.9']:.0%} / "
+    rows = [[pair] + [f"{v['mean_matched_correlation']:.2f} / {v.get('share_with_partner', v.get('share_at_least_0.8', 0)):.0%} / "
                       f"{'yes' if v['same_order'] else 'no'}" for v in p["layers"].values()]
             + [f"{p['prediction_agreement']:.2%}"] for pair, p in report["pairs"].items()]
     s.table(["pair"] + layers + ["agreement"], rows, numeric_from=1)
