@@ -7,7 +7,9 @@ Screenshots are kept in the artifacts folder ($CONVLENS_ARTIFACTS, default ./art
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 
 import pytest
 from conftest import untrained_run
@@ -122,3 +124,24 @@ def test_the_report_renders_in_chromium(mnist_run, artifacts, tmp_path):
         assert page.errors == []
     assert images and all(w > 0 for w in images)
     assert {"Training", "Test set", "Feature maps", "First-layer kernels", "Model", "Configuration"} <= set(sections)
+
+
+def test_first_load_hints_the_pad_a_picked_image_lands_in_it_and_conv1_tiles_are_not_smaller(page, served):
+    url, _ = served
+    assert page.is_visible("#pad-hint") and page.text_content("#pad-hint") == "draw a digit here"
+    page.fill("#index", "0")
+    page.click("#pick-index")
+    page.wait_for_function("() => document.getElementById('source').textContent.includes('#0,')")
+    assert not page.is_visible("#pad-hint") and "draw on it to edit it" in page.text_content("#source")
+    ink = page.evaluate("""() => { const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let bright = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 128) bright++; return bright; }""")
+    assert ink > 500  # the 7 of test image 0, scaled up into the 140x140 pad
+    page.click("#clear")
+    assert page.is_visible("#pad-hint")
+    with urllib.request.urlopen(f"{url}/api/runs/fast-mnist") as response:
+        widths = {layer["name"]: layer["width"] for layer in json.load(response)["layers"]}
+    tile = page.evaluate("""(widths) => Object.fromEntries(Object.entries(widths).map(([name, w]) => {
+        const c = document.querySelector(`canvas[data-layer="${name}"]`);
+        return [name, c.getBoundingClientRect().width / c.width * w]; }))""", widths)
+    assert tile["conv1"] >= tile["pool1"] - 0.5, tile  # on screen, in CSS pixels

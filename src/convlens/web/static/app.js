@@ -72,11 +72,23 @@ function setupPad() {
   const end = () => { drawing = false; };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
-  $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; });
+  $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; $("pad-hint").hidden = false; });
   state.clearPad = clear;
+  // A picked test image goes into the pad as the model saw it, scaled up, so it can be edited by drawing.
+  state.loadPad = (result) => {
+    const [, height, width] = state.info.input_shape, pixels = decode(result.image);
+    const small = new OffscreenCanvas(width, height), image = new ImageData(width, height);
+    for (let i = 0; i < width * height; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
+    small.getContext("2d").putImageData(image, 0, 0);
+    clear();
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(small, 0, 0, pad.width, pad.height);
+    $("pad-hint").hidden = true;
+  };
 }
 
 function stroked() {
+  $("pad-hint").hidden = true;
   if (state.pendingSince === null) state.pendingSince = performance.now();
   state.dirty = true;
   $("source").textContent = "your drawing (fitted into 20x20, centred by mass, as MNIST was made)";
@@ -114,14 +126,16 @@ function sendDrawing() {
 }
 
 // ---------- test images and uploads ----------
-async function pickTest(query, describe) {
+async function pickTest(query, describe, intoPad = true) {
   try {
     const result = await api(runPath(`/test?${query}`));
-    state.clearPad();
+    const editable = intoPad && state.info.input_shape[0] === 1;
+    if (editable) state.loadPad(result); else { state.clearPad(); $("pad-hint").hidden = false; }
     await show(result);
     const names = state.info.classes;
     $("source").textContent = `test image #${result.index}, true class ${names[result.label]}` +
-      (result.label === result.predicted ? "" : ` (misclassified as ${names[result.predicted]})`) + describe;
+      (result.label === result.predicted ? "" : ` (misclassified as ${names[result.predicted]})`) + describe +
+      (editable ? "; draw on it to edit it" : "");
     $("index").value = result.index;
   } catch (err) {
     showError(err.message);
@@ -208,8 +222,9 @@ function buildLayers() {
     const cols = columnsFor(layer.channels), rows = Math.ceil(layer.channels / cols);
     canvas.width = cols * (layer.width + 1) - 1;
     canvas.height = rows * (layer.height + 1) - 1;
-    const scale = Math.max(1, Math.floor(44 / layer.width));
-    canvas.style.width = `${canvas.width * scale}px`;
+    // Every tile at least 44 px wide: conv1's 26-px maps were shown smaller than pool1's 13-px ones.
+    const scale = Math.max(1, 44 / layer.width);
+    canvas.style.width = `${Math.round(canvas.width * scale)}px`;
     canvas.dataset.layer = layer.name;
     canvas.dataset.updates = "0";
     canvas.addEventListener("mousemove", (e) => hover(e, layer, canvas));
@@ -338,7 +353,7 @@ async function openRun(name) {
   // The pad draws grey digits; a colour model takes a picture: upload it, or drop it anywhere on the page.
   $("pad").hidden = i.input_shape[0] !== 1;
   buildLayers();
-  await pickTest("pick=index&index=0", "");
+  await pickTest("pick=index&index=0", "", false);  // maps to look at from the start, the pad left empty
 }
 
 async function start() {
