@@ -20,7 +20,7 @@ QUIET = {"log": lambda *a: None}
 
 
 def sections(page: str) -> list[str]:
-    return re.findall(r"<section id=\"[^\"]+\"><h2>([^<]+)</h2>", page)
+    return re.findall(r"<details id=\"[^\"]+\"(?: open)?><summary><h2>([^<]+)</h2>", page)
 
 
 @pytest.fixture
@@ -74,3 +74,16 @@ def test_serve_refuses_a_bad_port(run):
     done = subprocess.run([sys.executable, "-m", "convlens", "serve", str(run), "--port", "70000"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "port 70000 must be between 1 and 65535" in done.stderr
+
+
+def test_the_errors_section_shows_the_most_frequent_pairs_first_with_readable_captions(run):
+    from convlens.jobs.errors import errors
+
+    written = errors(run, steps=4, log=lambda *a: None).data["pairs"]
+    page = report(run, **QUIET).read_text()
+    start = page.index('<details id="errors"')
+    captions = re.findall(r"<figcaption>([^<]+)</figcaption>", page[start: page.index("</details>", start)])
+    expected = [f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images" for p in written]
+    assert captions == expected[: len(captions)] and len(captions) == min(len(written), 12)
+    counts = [p["count"] for p in written]
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]  # not in file-name order

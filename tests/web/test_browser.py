@@ -119,11 +119,17 @@ def test_the_report_renders_in_chromium(mnist_run, artifacts, tmp_path):
     with chromium_page(1400, 900) as page:
         page.goto(path.as_uri())
         images = page.evaluate("[...document.images].map(i => i.naturalWidth)")
-        sections = page.evaluate("[...document.querySelectorAll('section h2')].map(h => h.textContent)")
+        sections = page.evaluate("[...document.querySelectorAll('details h2')].map(h => h.textContent)")
+        folded = page.evaluate("[...document.querySelectorAll('details:not([open]) h2')].map(h => h.textContent)")
+        height = page.evaluate("document.body.scrollHeight")
         page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        page.click("#model summary")  # a folded section opens with a click
+        assert page.evaluate("document.getElementById('model').open")
         assert page.errors == []
     assert images and all(w > 0 for w in images)
     assert {"Training", "Test set", "Feature maps", "First-layer kernels", "Model", "Configuration"} <= set(sections)
+    assert folded == ["Model", "Configuration"]  # the reference tables fold; what a reader came for stays open
+    assert height < 8000  # a bare run's report, the reference tables folded
 
 
 def test_first_load_hints_the_pad_a_picked_image_lands_in_it_and_conv1_tiles_are_not_smaller(page, served):

@@ -22,6 +22,7 @@ class Section:
     anchor: str
     intro: str = ""
     parts: list[str] = field(default_factory=list)  # rendered HTML fragments, in order
+    folded: bool = False  # shown closed (a click, or a link to it, opens it): keeps a long report short
 
     def text(self, words: str) -> Section:
         self.parts.append(f"<p>{html.escape(words)}</p>")
@@ -64,8 +65,11 @@ nav { position:sticky; top:0; background:#fffd; backdrop-filter:blur(4px); borde
       padding:.5rem 2rem; display:flex; flex-wrap:wrap; gap:.3rem 1rem; font-size:.9rem; z-index:1; }
 nav a { color:var(--accent); text-decoration:none; }
 main { max-width:1280px; margin:0 auto; padding:1rem 2rem 3rem; }
-section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:1rem 1.4rem; margin:1rem 0; }
+section, details { display:block; background:#fff; border:1px solid var(--line); border-radius:10px;
+                   padding:1rem 1.4rem; margin:1rem 0; }
 h2 { margin:.2rem 0 .6rem; font-size:1.2rem; }
+summary { cursor:pointer; } summary h2 { display:inline; }
+details:not([open]) summary::after { content:" (click to open)"; color:var(--muted); font-size:.85rem; }
 .intro { color:var(--muted); margin-top:0; }
 .cards { display:flex; flex-wrap:wrap; gap:.8rem; }
 .card { border:1px solid var(--line); border-radius:8px; padding:.5rem .9rem; min-width:9rem; }
@@ -90,8 +94,8 @@ def render(title: str, subtitle: str, cards: list[tuple[str, str]], sections: li
     nav = "".join(f"<a href=\"#{html.escape(s.anchor)}\">{html.escape(s.title)}</a>" for s in sections)
     card_html = "".join(f"<div class=card><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in cards)
     body = "".join(
-        f"<section id=\"{html.escape(s.anchor)}\"><h2>{html.escape(s.title)}</h2>"
-        + (f"<p class=intro>{html.escape(s.intro)}</p>" if s.intro else "") + "".join(s.parts) + "</section>"
+        f"<details id=\"{html.escape(s.anchor)}\"{'' if s.folded else ' open'}><summary><h2>{html.escape(s.title)}</h2>"
+        "</summary>" + (f"<p class=intro>{html.escape(s.intro)}</p>" if s.intro else "") + "".join(s.parts) + "</details>"
         for s in sections)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content=\"width=device-width, initial-scale=1\">"

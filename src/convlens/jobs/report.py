@@ -26,7 +26,8 @@ from .train import evaluate_run
 
 # What each inspection's sub-folder (runs.INSPECTIONS, in the order of the articles) shows: {folder: (title, intro)}.
 ARTIFACTS = {
-    "maps": ("Feature maps you drew", "Figures written by convlens maps."),
+    "maps": ("Feature maps of chosen images", "Figures written by convlens maps: every map for chosen images, or "
+             "chosen maps across images."),
     "kernels": ("Kernels", "Figures written by convlens kernels: learned filters and, deeper, their norms."),
     "filters": ("Classic filters against learned ones", "convlens filters-demo: Sobel, blur and friends beside conv1."),
     "patterns": ("Class patterns", "convlens patterns: mean activity per class and the maps that separate two classes."),
@@ -85,11 +86,13 @@ def _report(run_dir: Path, out, log) -> Path:
                                     "from earlier weights of this run; run that command again to redraw them."))
     for compare_dir, comparison in _comparisons(run_dir):
         sections.append(_compare_section(compare_dir, comparison))
-    sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.")
+    sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.",
+                            folded=True)
                     .table(["layer", "type", "output", "params", "receptive field", "jump"],
                            [[r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", r.field.size,
                              r.field.jump or "-"] for r in rows], numeric_from=3))
-    sections.append(Section("Configuration", "config", "The resolved config this run was trained with (config.json).")
+    sections.append(Section("Configuration", "config", "The resolved config this run was trained with (config.json).",
+                            folded=True)
                     .pairs([(f"{section}.{name}", value) for section, fields in config.to_dict().items()
                             for name, value in fields.items()]))
     page = render(f"convlens report: {run_dir.name}", f"{config.model.model} on {config.data.dataset}, {run_dir}",
@@ -137,9 +140,15 @@ def _kernel_section(o: Run) -> Section:
 
 
 def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run_dir: Path) -> Section:
-    s = Section(title, folder, intro)
+    s = Section(title, folder, intro, folded=True)
+    captions = {png.name: _caption(png, folder) for png in pngs}
+    if folder == "errors" and (run_dir / folder / "errors.json").is_file():  # most frequent error first, as written
+        pairs = runs.read_json(run_dir / folder / "errors.json")["pairs"]
+        captions = {p["page"]: f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images"
+                    for p in pairs} | {n: c for n, c in captions.items() if n not in {p["page"] for p in pairs}}
+        pngs = sorted(pngs, key=lambda png: list(captions).index(png.name))
     for png in pngs[:MAX_FIGURES_PER_SECTION]:
-        s.figure(png.read_bytes(), str(png.relative_to(run_dir)), wide=True)
+        s.figure(png.read_bytes(), captions[png.name], wide=True)
     if len(pngs) > MAX_FIGURES_PER_SECTION:
         s.text(f"{len(pngs) - MAX_FIGURES_PER_SECTION} more figures in {run_dir / folder}.")
     if folder == "probe" and (run_dir / folder / "probe.json").is_file():
@@ -147,6 +156,12 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
         s.table(["layer", "features", "linear probe", "nearest centroid"],
                 [[n, f"{r['features']:,}", f"{r['linear']:.2%}", f"{r['centroid']:.2%}"] for n, r in layers.items()])
     return s
+
+
+def _caption(png: Path, folder: str) -> str:
+    """Return a figure's caption from its file name: maps_conv3_4_vs_9.png -> 'conv3, 4 vs 9'."""
+    words = png.stem.removeprefix(f"{folder}_").replace("_vs_", " vs ").split("_")
+    return ", ".join(w for w in words if w) + f" ({png.name})"
 
 
 def _comparisons(run_dir: Path) -> list[tuple[Path, dict]]:
