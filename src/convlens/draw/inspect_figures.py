@@ -16,6 +16,10 @@ from matplotlib.patches import Rectangle
 
 
 
+# Map numbers on tiles: white on a dark box, readable on black and white tiles alike (>= 8 px at 110 dpi).
+LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.65}
+
+
 def _grid_shape(n: int) -> tuple[int, int]:
     cols = math.ceil(math.sqrt(n))
     return math.ceil(n / cols), cols
@@ -98,7 +102,8 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
         _show_mosaic(axes[1, j], canvas, cmap, vmin, vmax if vmax > vmin else None)
         if label:
             for i, (top, left) in enumerate(corners):
-                axes[1, j].text(left, top, str(i), fontsize=5, color="red", va="top", ha="left")
+                axes[1, j].text(left, top, str(i), fontsize=7, color="white", va="top", ha="left",
+                                bbox=LABEL_BOX)
     order = "map index top left" if label else f"maps in index order, {cols} per row"
     fig.suptitle(f"{layer}: {c} maps of {h}x{w} (colour scale: per {scale}; {order})", fontsize=11)
     fig.tight_layout()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from .inspect_figures import _off, _show_mosaic, mosaic, picture
 
@@ -19,8 +20,8 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
     best = oips.best
     n = len(oips.index)
     cols = min(cols, n)
-    canvas, corners = mosaic(best, cols, pad=7)  # pad leaves room for the annotation under each tile
-    width = cols * 0.78 + 0.4
+    canvas, corners = mosaic(best, cols, pad=9)  # pad leaves room for the annotation under each tile
+    width = cols * 0.95 + 0.4
     fig, ax = plt.subplots(figsize=(width, width * canvas.shape[0] / canvas.shape[1] + 0.6))
     _show_mosaic(ax, canvas, "gray", 0.0, 1.0)
     reached = oips.reached
@@ -34,7 +35,10 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
             color = "black" if ratio >= 1 else "red"
         if reached[i] <= 0:
             text, color = f"{name}: -", "red"
-        ax.text(left + best.shape[-1] / 2, top + best.shape[-2] + 0.5, text, fontsize=4.6, ha="center", va="top", color=color)
+        ax.text(left + best.shape[-1] / 2, top + best.shape[-2] + 0.5, text, fontsize=6, ha="center", va="top",
+                color=color)
+        # A frame: an OIP that is flat white (or black) would otherwise melt into the page (or look like a hole).
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), best.shape[-1], best.shape[-2], fill=False, lw=0.5, ec="0.5"))
     what = "class logit" if oips.layer == "logits" else f"{oips.objective} activation"
     extra = " (x: ratio to the best of the test images)" if best_test is not None else ""
     fig.suptitle(f"OIPs of {oips.layer}: {n} inputs found by gradient ascent; label: index: {what}{extra}", fontsize=10)

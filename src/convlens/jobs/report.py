@@ -22,7 +22,7 @@ from ..inspection import filters
 from ..inspection.maps import feature_maps
 from ..runs import Run
 from ..storage import folder_lock
-from .train import evaluate_run
+from .train import evaluate_run, lr_schedule
 
 # What each inspection's sub-folder (runs.INSPECTIONS, in the order of the articles) shows: {folder: (title, intro)}.
 ARTIFACTS = {
@@ -70,7 +70,8 @@ def _report(run_dir: Path, out, log) -> Path:
         curves = run_dir / runs.PLOTS / runs.CURVES
         sections.append(Section("Training", "training", "Loss and accuracy per epoch, training against validation, "
                                 "and the learning rate the schedule set.").figure(
-            curves.read_bytes() if curves.is_file() else figures.curves(history), "curves", wide=True))
+            curves.read_bytes() if curves.is_file() else figures.curves(history, lr_schedule(config.train)), "curves",
+            wide=True))
     sections.append(_test_section(run_dir, o, metrics))
     log("drawing feature maps of sample images")
     sections.append(_maps_section(o))

@@ -13,6 +13,7 @@ from ..data import Dataset, load_dataset
 from ..distributed import current_world
 from ..draw import figures
 from ..storage import folder_lock
+from ..schedules import lr_at
 from ..training import TrainResult, evaluate, most_confused, train
 
 
@@ -27,8 +28,14 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
         return {}
     with folder_lock(Path(out), "convlens train", create=True):
         result: TrainResult = train(config, out=out, resume=resume, progress=progress)
-        figures.save(figures.curves(result.history), Path(out) / runs.PLOTS / runs.CURVES)
+        figures.save(figures.curves(result.history, lr_schedule(config.train)), Path(out) / runs.PLOTS / runs.CURVES)
         return evaluate_run(out, dataset=result.dataset, model=result.model)
+
+
+def lr_schedule(train_config, points: int = 200) -> list[tuple[float, float]]:
+    """Return (epoch, lr) pairs through a training, as the schedule sets the rate each step."""
+    epochs = train_config.epochs
+    return [(epochs * k / points, lr_at(epochs * k / points, train_config)) for k in range(points + 1)]
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | Dataset | None = None, model=None) -> dict:

@@ -1,0 +1,94 @@
+"""Figures a reader can read: every text at least 8 px tall as saved, no text over text, tiles framed or apart.
+
+Each figure kind is drawn from small, known inputs and laid out as figures.save writes it (110 dpi).
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from convlens.draw import figures
+from convlens.draw import inspect_figures as views
+from convlens.draw.oip_figures import oip_gallery_figure
+from convlens.oip import OIPs
+
+DPI = 110  # figures.save's
+
+
+def drawn_tick_labels(axis) -> list:
+    """The tick labels inside the axis's view (matplotlib keeps labels of ticks beyond it, undrawn)."""
+    lo, hi = sorted(axis.get_view_interval())
+    return [label for value, label in zip(axis.get_ticklocs(), axis.get_ticklabels()) if lo <= value <= hi]
+
+
+def texts(fig):
+    found = [fig._suptitle] if fig._suptitle else []
+    for ax in fig.axes:
+        found += [ax.title, *ax.texts]
+        if ax.axison:  # an axes turned off draws neither labels nor ticks
+            found += [ax.xaxis.label, ax.yaxis.label, *drawn_tick_labels(ax.xaxis), *drawn_tick_labels(ax.yaxis)]
+        if ax.get_legend():
+            found += ax.get_legend().get_texts()
+    return [t for t in found if t.get_text().strip() and t.get_visible()]
+
+
+def assert_legible(fig) -> None:
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    shown = texts(fig)
+    assert shown
+    small = [(t.get_text(), t.get_fontsize()) for t in shown if t.get_fontsize() * DPI / 72 < 8]
+    assert not small, f"text under 8 px: {small[:5]}"
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in shown]
+    over = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+    assert not over, f"text over text: {over[:3]}"
+    plt.close(fig)
+
+
+HISTORY = [{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.97, "lr": 0.0}]
+
+
+def test_curves_of_one_epoch_give_the_point_room_and_draw_the_schedule():
+    schedule = [(k / 10, 0.1 * min(k, 10 - k) / 5) for k in range(11)]
+    fig = figures.curves(HISTORY, schedule)
+    assert fig.axes[0].get_xlim() == (0.5, 1.5)  # not 0.96-1.04 around one point
+    assert fig.axes[2].get_title() == "learning rate" and len(fig.axes[2].lines[0].get_xdata()) == 11
+    assert_legible(fig)
+
+
+def test_sweep_bars_are_errors_from_zero():
+    rows = [{"lr": 0.05, "test_accuracy": 0.9903}, {"lr": 0.1, "test_accuracy": 0.9899}]
+    fig = figures.sweep(rows, ["lr"])
+    assert fig.axes[0].get_xlim()[0] == 0
+    assert [round(p.get_width(), 2) for p in fig.axes[0].patches] == [0.97, 1.01]
+    assert_legible(fig)
+
+
+def test_feature_maps_carry_readable_map_numbers():
+    maps = torch.rand(2, 32, 26, 26)
+    fig = views.feature_map_figure(torch.zeros(2, 28, 28, dtype=torch.uint8), maps, "conv1", ["#0: 7", "#1: 2"])
+    tiles = fig.axes[2]  # axes: the two images, then the two mosaics of maps
+    assert [t.get_text() for t in tiles.texts] == [str(i) for i in range(32)]
+    assert all(t.get_bbox_patch() is not None for t in tiles.texts)  # on a box, readable on any tile
+    assert_legible(fig)
+
+
+def test_oip_gallery_labels_every_tile_and_frames_it():
+    m, k = 16, 1
+    oips = OIPs(layer="conv1", objective="mean", index=list(range(m)), images=torch.rand(m, k, 1, 28, 28),
+                activation=torch.rand(m, k) + 0.5, start=torch.rand(m, k), pre_final=torch.rand(m, k), steps=8,
+                seconds=0.1)
+    fig = oip_gallery_figure(oips, torch.rand(m) + 0.2, None)
+    assert len(fig.axes[0].texts) == m and len(fig.axes[0].patches) == m  # a label and a frame per tile
+    assert_legible(fig)
+
+
+def test_maps_across_images_are_legible():
+    torch.manual_seed(0)
+    fig = views.maps_across_figure(torch.zeros(3, 28, 28, dtype=torch.uint8), torch.rand(3, 4, 3, 3), "conv3",
+                                   [74, 52, 3, 9], ["#1: 4\n(pred 4)", "#2: 4\n(pred 4)", "#3: 9\n(pred 9)"],
+                                   effect=[3.2, -3.1, 2.0, 1.5],
+                                   difference=(torch.randn(4, 3, 3), "mean 4 − mean 9\nred: 4 stronger"))
+    assert_legible(fig)
