@@ -92,3 +92,37 @@ def test_maps_across_images_are_legible():
                                    effect=[3.2, -3.1, 2.0, 1.5],
                                    difference=(torch.randn(4, 3, 3), "mean 4 − mean 9\nred: 4 stronger"))
     assert_legible(fig)
+
+
+def test_top_images_are_framed_and_fields_at_the_border_are_not_cut():
+    from convlens.inspection.maps import TopActivations
+    from convlens.layers import Field
+
+    k, maps = 3, [0, 1]
+    top = TopActivations("conv2", values=torch.rand(2, k), indices=torch.arange(2 * k).reshape(2, k),
+                         positions=torch.tensor([[[10, 10]] * k, [[0, 0]] * k]))  # map 1 peaks at the corner
+    fig = views.top_figure(torch.randint(0, 255, (6, 28, 28), dtype=torch.uint8), top, Field(8, 2, 3), maps, "conv2")
+    crops, wholes = fig.axes
+    assert len(crops.patches) == 2 * k  # a frame per crop
+    boxes = [p for p in wholes.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(boxes) == 2 * k and not any(p.get_clip_on() for p in boxes)
+    assert_legible(fig)
+
+
+def test_filters_demo_headings_do_not_run_into_the_kernel_labels():
+    names = ["sobel x", "sobel y", "blur"]
+    fig = views.filters_demo_figure(torch.zeros(28, 28, dtype=torch.uint8), names, torch.randn(3, 1, 3, 3),
+                                    torch.rand(3, 26, 26), torch.randn(16, 1, 3, 3), torch.rand(16, 26, 26))
+    assert_legible(fig)
+
+
+def test_class_patterns_have_a_labelled_colour_bar_and_the_legend_off_the_data():
+    fire = torch.ones(10, 64)
+    fire[3, 5] = 0
+    fig = views.class_activation_figure(torch.rand(10, 64), fire, [str(i) for i in range(10)], "conv2")
+    data, bar = fig.axes
+    assert bar.get_ylabel() == "mean activation"
+    fig.canvas.draw()
+    legend = data.get_legend().get_window_extent()
+    assert legend.y0 >= data.get_window_extent().y1 - 1  # above the cells, not over them
+    assert_legible(fig)

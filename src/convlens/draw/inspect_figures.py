@@ -72,6 +72,13 @@ def _show_mosaic(ax, canvas, cmap, vmin=None, vmax=None):
     return im
 
 
+def frame_tiles(ax, corners: list[tuple[int, int]], height: int, width: int) -> None:
+    """Draw a thin grey frame around each tile of a mosaic: a white tile (a blank crop, a flat OIP) on the
+    white page would otherwise have no edge."""
+    for top, left in corners:
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=0.5, ec="0.55", clip_on=False))
+
+
 def _stretch(maps: torch.Tensor) -> torch.Tensor:
     """Return each map (C, H, W) scaled to [0, 1] on its own; a constant map becomes 0."""
     lo = maps.amin((1, 2), keepdim=True)
@@ -220,10 +227,11 @@ def class_activation_figure(mean_activation: torch.Tensor, fire_rate: torch.Tens
     dead_k, dead_c = torch.nonzero(fire_rate == 0, as_tuple=True)
     ax.scatter(dead_c.numpy(), dead_k.numpy(), marker="x", color="red", s=12, label="never fires for this class")
     ax.set_yticks(range(k), class_names)
-    ax.set(xlabel="map", title=f"{layer}: mean activation of each map per class")
-    if len(dead_k):
-        ax.legend(loc="upper right", fontsize=8)
-    fig.colorbar(im, ax=ax, fraction=0.03)
+    ax.set_xlabel("map")
+    ax.set_title(f"{layer}: mean activation of each map per class", loc="left")
+    if len(dead_k):  # above the data, beside the title, never over a cell
+        ax.legend(loc="lower right", bbox_to_anchor=(1, 1.0), fontsize=8, frameon=False)
+    fig.colorbar(im, ax=ax, fraction=0.03, label="mean activation")
     fig.tight_layout()
     return fig
 
@@ -267,15 +275,18 @@ def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str)
             wholes[r * k + j] = img
             boxes.append((t, l, bt, rt))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(k * 1.9, len(maps) * 1.0 + 0.8))
-    crop_canvas, _ = mosaic(crops, k, pad=2)
-    whole_canvas, whole_corners = mosaic(wholes, k, pad=2)
+    crop_canvas, crop_corners = mosaic(crops, k, pad=3)
+    whole_canvas, whole_corners = mosaic(wholes, k, pad=3)
     _show_mosaic(ax1, crop_canvas, "gray_r", 0, 255)
     _show_mosaic(ax2, whole_canvas, "gray_r", 0, 255)
-    for (top_, left), (t, l, bt, rt) in zip(whole_corners, boxes):
-        ax2.add_patch(Rectangle((left + l - 0.5, top_ + t - 0.5), rt - l, bt - t, fill=False, color="red", lw=0.8))
-    ticks = [r * (side + 2) + side / 2 for r in range(len(maps))]
+    frame_tiles(ax1, crop_corners, side, side)
+    frame_tiles(ax2, whole_corners, height, width)
+    for (top_, left), (t, l, bt, rt) in zip(whole_corners, boxes):  # not clipped: a field at the border shows whole
+        ax2.add_patch(Rectangle((left + l - 0.5, top_ + t - 0.5), rt - l, bt - t, fill=False, color="red", lw=0.8,
+                                clip_on=False))
+    ticks = [r * (side + 3) + side / 2 for r in range(len(maps))]
     ax1.set_yticks(ticks, [f"map {m}" for m in maps], fontsize=8)
-    ax2.set_yticks([r * (height + 2) + height / 2 for r in range(len(maps))], [f"map {m}" for m in maps], fontsize=8)
+    ax2.set_yticks([r * (height + 3) + height / 2 for r in range(len(maps))], [f"map {m}" for m in maps], fontsize=8)
     ax1.set_title(f"receptive-field crops ({field.size}x{field.size}) at each map's peak", fontsize=9)
     ax2.set_title("whole images, field outlined", fontsize=9)
     fig.suptitle(f"{layer}: the top {k} test images per map, strongest first", fontsize=10)
@@ -301,25 +312,41 @@ def probe_figure(result: dict[str, dict], model_accuracy: float | None) -> Figur
 
 
 def filters_demo_figure(image: torch.Tensor, classic_names, classic_w, classic_out, learned_w, learned_out) -> Figure:
-    """Return classic hand-set kernels and learned conv1 kernels, each beside its output on the same image."""
+    """Return classic hand-set kernels and learned conv1 kernels, each beside its output on the same image.
+
+    Each section's heading has a row of its own: drawn above the first kernel row, it ran into the
+    kernels' labels.
+    """
     sections = [("classic filters", list(classic_names), classic_w, classic_out),
-                ("learned conv1 kernels (before bias and ReLU)", [str(i) for i in range(len(learned_w))], learned_w, learned_out)]
+                ("learned conv1 kernels (before bias and ReLU)", [str(i) for i in range(len(learned_w))], learned_w,
+                 learned_out)]
     cols = 8
-    rows = sum(2 * math.ceil(len(w) / cols) for _, _, w, _ in sections)
-    fig, axes = plt.subplots(rows, cols + 1, figsize=((cols + 1) * 1.05, rows * 1.1), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    axes[0, 0].imshow(picture(image), cmap="gray_r")
-    axes[0, 0].set_title("input", fontsize=8)
-    r = 0
+    layout = []  # per grid row: ("head", title) or ("kernels" / "outputs", section, first kernel)
     for title, names, w, out in sections:
-        axes[r, 1].text(0, 1.35, title, transform=axes[r, 1].transAxes, fontsize=10, weight="bold")
+        layout.append(("head", title))
         for start in range(0, len(w), cols):
-            for j, i in enumerate(range(start, min(start + cols, len(w)))):
+            layout += [("kernels", (names, w, out), start), ("outputs", (names, w, out), start)]
+    heights = [0.3 if row[0] == "head" else 1 for row in layout]
+    fig = plt.figure(figsize=((cols + 1) * 1.05, sum(heights) * 1.15))
+    grid = fig.add_gridspec(len(layout), cols + 1, height_ratios=heights, hspace=0.5, wspace=0.15)
+    ax = fig.add_subplot(grid[1, 0])
+    ax.imshow(picture(image), cmap="gray_r")
+    ax.set_title("input", fontsize=8)
+    _off(ax)
+    for r, row in enumerate(layout):
+        if row[0] == "head":
+            head = fig.add_subplot(grid[r, 1:])
+            head.axis("off")
+            head.text(0, 0, row[1], fontsize=10, weight="bold", va="bottom", transform=head.transAxes)
+            continue
+        kind, (names, w, out), start = row
+        for j, i in enumerate(range(start, min(start + cols, len(w)))):
+            ax = fig.add_subplot(grid[r, j + 1])
+            _off(ax)
+            if kind == "kernels":
                 lim = w[i].abs().max().item() or 1
-                axes[r, j + 1].imshow(w[i, 0].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-                axes[r, j + 1].set_title(names[i], fontsize=7)
-                axes[r + 1, j + 1].imshow(out[i].numpy(), cmap="gray")
-            r += 2
-    fig.subplots_adjust(hspace=0.45, wspace=0.15)
+                ax.imshow(w[i, 0].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+                ax.set_title(names[i], fontsize=7)
+            else:
+                ax.imshow(out[i].numpy(), cmap="gray")
     return fig

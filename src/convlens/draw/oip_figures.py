@@ -5,9 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
-from .inspect_figures import _off, _show_mosaic, mosaic, picture
+from .inspect_figures import _off, _show_mosaic, frame_tiles, mosaic, picture
 
 
 def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list[str] | None = None,
@@ -37,8 +36,7 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
             text, color = f"{name}: -", "red"
         ax.text(left + best.shape[-1] / 2, top + best.shape[-2] + 0.5, text, fontsize=6, ha="center", va="top",
                 color=color)
-        # A frame: an OIP that is flat white (or black) would otherwise melt into the page (or look like a hole).
-        ax.add_patch(Rectangle((left - 0.5, top - 0.5), best.shape[-1], best.shape[-2], fill=False, lw=0.5, ec="0.5"))
+    frame_tiles(ax, corners, best.shape[-2], best.shape[-1])
     what = "class logit" if oips.layer == "logits" else f"{oips.objective} activation"
     extra = " (x: ratio to the best of the test images)" if best_test is not None else ""
     fig.suptitle(f"OIPs of {oips.layer}: {n} inputs found by gradient ascent; label: index: {what}{extra}", fontsize=10)
