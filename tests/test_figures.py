@@ -126,3 +126,20 @@ def test_class_patterns_have_a_labelled_colour_bar_and_the_legend_off_the_data()
     legend = data.get_legend().get_window_extent()
     assert legend.y0 >= data.get_window_extent().y1 - 1  # above the cells, not over them
     assert_legible(fig)
+
+
+def test_attributions_carry_their_colour_scale_and_a_zero_map_says_so():
+    from convlens.draw.explain_figures import explain_figure, sanity_figure
+
+    maps = {"saliency": torch.randn(28, 28), "gradcam": torch.randn(28, 28)}
+    fig = explain_figure(torch.rand(28, 28), {"7": maps}, torch.softmax(torch.randn(10), 0),
+                         [str(i) for i in range(10)], 7, {})
+    bars = [ax for ax in fig.axes if ax.get_xlabel().startswith("each map in its own range")]
+    assert len(bars) == 1 and [t.get_text() for t in bars[0].get_xticklabels()] == ["against (−max)", "0",
+                                                                                   "towards (+max)"]
+    plt.close(fig)
+    result = {"methods": {"gradcam": [0.1]}, "layers": ["logits"],
+              "maps": {"gradcam": [torch.rand(1, 28, 28), torch.zeros(1, 28, 28)]}}
+    fig = sanity_figure(torch.rand(28, 28), result)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["all zero"] and not fig.axes[0].texts
+    assert_legible(fig)

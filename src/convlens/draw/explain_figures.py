@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .inspect_figures import _off
@@ -44,7 +46,17 @@ def explain_figure(image: torch.Tensor, rows: dict[str, dict[str, torch.Tensor]]
         else:
             ax.axis("off")
     fig.tight_layout()
+    signed_scale_bar(fig, axes[:, 1:-1].ravel().tolist())
     return fig
+
+
+def signed_scale_bar(fig, axes) -> None:
+    """Add the colour scale of the heat maps: each is scaled to its own largest magnitude."""
+    bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), "bwr"), ax=axes, orientation="horizontal", fraction=0.04,
+                       pad=0.02, aspect=40)
+    bar.set_ticks([-1, 0, 1], labels=["against (−max)", "0", "towards (+max)"])
+    bar.ax.tick_params(labelsize=8)
+    bar.set_label("each map in its own range: ±its largest magnitude", fontsize=8)
 
 
 def error_pair_figure(images: torch.Tensor, towards_pred: torch.Tensor, towards_true: torch.Tensor, indices: list[int],
@@ -60,6 +72,7 @@ def error_pair_figure(images: torch.Tensor, towards_pred: torch.Tensor, towards_
         heat(axes[i, 2], images[i], towards_true[i], f"towards {true_name} (true)")
     fig.suptitle(f"{true_name} taken for {pred_name}: {n} image(s), {TITLES[method]}", fontsize=9)
     fig.tight_layout()
+    signed_scale_bar(fig, axes[:, 1:].ravel().tolist())
     return fig
 
 
@@ -72,6 +85,9 @@ def sanity_figure(image: torch.Tensor, result: dict) -> Figure:
         for c, maps in enumerate(result["maps"][m]):
             axes[r, c].imshow(maps[0].numpy(), cmap="hot")
             _off(axes[r, c])
+            if not maps[0].abs().max() > 0:  # a black panel is a zero map, not a failure to draw
+                axes[r, c].text(0.5, 0.5, "all zero", color="white", fontsize=8, ha="center", va="center",
+                                transform=axes[r, c].transAxes)
             title = "trained" if c == 0 else f"to {layers[c - 1]}\nrho={result['methods'][m][c - 1]:.2f}"
             axes[r, c].set_title(title, fontsize=7)
         axes[r, 0].set_ylabel(TITLES[m], fontsize=7)
