@@ -143,3 +143,20 @@ def test_attributions_carry_their_colour_scale_and_a_zero_map_says_so():
     fig = sanity_figure(torch.rand(28, 28), result)
     assert [t.get_text() for t in fig.axes[1].texts] == ["all zero"] and not fig.axes[0].texts
     assert_legible(fig)
+
+
+def test_matched_pairs_wrap_into_rows_and_a_flat_oip_is_labelled():
+    from convlens.draw.compare_figures import PAIRS_PER_ROW, kernel_pairs_figure, oip_pairs_figure
+
+    n = 32
+    fig = kernel_pairs_figure(torch.randn(n, 1, 3, 3), torch.randn(n, 1, 3, 3), torch.randperm(n), torch.rand(n),
+                              ("seed-0", "seed-1"))
+    width, height = fig.get_size_inches() * DPI
+    assert len(fig.axes) == 2 * n and width < 1100 and height > 400  # 4 rows of 8 pairs, not one 2,035-px strip
+    assert_legible(fig)
+    oips = torch.rand(4, 1, 28, 28)
+    oips[2] = 0.5  # a search that never made its map fire
+    fig = oip_pairs_figure(oips, oips, torch.arange(4), torch.tensor([0.9, 0.8, 0.7, 0.6]), "conv1", ("a", "b"))
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert notes == ["flat: the map\nnever fired"] * 2 and PAIRS_PER_ROW == 8
+    assert_legible(fig)

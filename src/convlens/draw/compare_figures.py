@@ -7,47 +7,68 @@ import torch
 from matplotlib.figure import Figure
 
 from ..compare.runs_compare import PARTNER_R
-
 from .inspect_figures import _off, picture
+
+
+PAIRS_PER_ROW = 8  # a long strip of 32 pairs at 5-pt type was 2,035 px wide and unreadable
+
+
+def _pairs_figure(pairs: list[tuple[int, int, str]], draw, names: tuple[str, str], title: str) -> Figure:
+    """Lay out matched pairs (index in A, index in B, caption), A above B, PAIRS_PER_ROW to a row.
+
+    draw(ax, run, index) draws one tile (run 0 is A, 1 is B) and may return a note put on it.
+    """
+    rows = -(-len(pairs) // PAIRS_PER_ROW)
+    cols = min(len(pairs), PAIRS_PER_ROW)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 1.05 + 1.0, rows * 2.5 + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for n, (a, b, caption) in enumerate(pairs):
+        r, c = 2 * (n // PAIRS_PER_ROW), n % PAIRS_PER_ROW
+        for run, (ax, index) in enumerate(((axes[r, c], a), (axes[r + 1, c], b))):
+            ax.axis("on")
+            _off(ax)
+            if note := draw(ax, run, index):
+                ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=7,
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6"})
+            ax.set_title(f"{'AB'[run]} {index}", fontsize=7, pad=2)
+        axes[r + 1, c].set_xlabel(caption, fontsize=8)
+    fig.suptitle(f"{title}\nA (upper of each pair): {names[0]}; B (lower): {names[1]}", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def kernel_pairs_figure(wa: torch.Tensor, wb: torch.Tensor, matched: torch.Tensor, cosine: torch.Tensor,
                         names: tuple[str, str]) -> Figure:
     """Return each conv1 kernel of A above its match in B (red positive, blue negative), best matches first."""
-    order = torch.argsort(cosine, descending=True)
-    n = len(order)
-    fig, axes = plt.subplots(2, n, figsize=(n * 0.55 + 1.0, 1.9), squeeze=False)
+    order = torch.argsort(cosine, descending=True).tolist()
     lim = max(wa.abs().max().item(), wb.abs().max().item())
-    for col, i in enumerate(order.tolist()):
-        for row, (w, k) in enumerate(((wa, i), (wb, matched[i].item()))):
-            axes[row, col].imshow(w[k, 0].numpy(), cmap="bwr", vmin=-lim, vmax=lim)
-            _off(axes[row, col])
-            axes[row, col].set_title(str(k), fontsize=5, pad=1)
-        axes[1, col].set_xlabel(f"{cosine[i]:.2f}", fontsize=5)
-    axes[0, 0].set_ylabel(names[0], fontsize=6)
-    axes[1, 0].set_ylabel(names[1], fontsize=6)
-    fig.suptitle("conv1 kernels matched by signed cosine (under each pair); a kernel and its negative are different filters",
-                 fontsize=8)
-    fig.tight_layout()
-    return fig
+
+    def draw(ax, run, index):
+        ax.imshow((wa, wb)[run][index, 0].numpy(), cmap="bwr", vmin=-lim, vmax=lim)
+
+    pairs = [(i, matched[i].item(), f"cos {cosine[i]:.2f}") for i in order]
+    return _pairs_figure(pairs, draw, names, "conv1 kernels matched by signed cosine, best first; a kernel and its "
+                                             "negative are different filters")
 
 
 def oip_pairs_figure(oa: torch.Tensor, ob: torch.Tensor, matched: torch.Tensor, corr: torch.Tensor, layer: str,
                      names: tuple[str, str], show: int = 16) -> Figure:
-    """Return the OIPs (M, C, H, W) of A's maps above those of their matches in B, most similar maps first."""
-    order = torch.argsort(corr, descending=True)[:show]
-    fig, axes = plt.subplots(2, len(order), figsize=(len(order) * 0.75 + 1.0, 2.2), squeeze=False)
-    for col, i in enumerate(order.tolist()):
-        for row, (o, k) in enumerate(((oa, i), (ob, matched[i].item()))):
-            axes[row, col].imshow(picture(o[k]), cmap="gray", vmin=0, vmax=1)
-            _off(axes[row, col])
-            axes[row, col].set_title(str(k), fontsize=6, pad=1)
-        axes[1, col].set_xlabel(f"r={corr[i]:.2f}", fontsize=6)
-    axes[0, 0].set_ylabel(names[0], fontsize=6)
-    axes[1, 0].set_ylabel(names[1], fontsize=6)
-    fig.suptitle(f"{layer}: OIPs of matched maps (r: activation correlation of the pair)", fontsize=8)
-    fig.tight_layout()
-    return fig
+    """Return the OIPs (M, C, H, W) of A's maps above those of their matches in B, most similar maps first.
+
+    A flat OIP (one grey level) means the search never made its map fire: it is labelled, not left
+    as an empty square.
+    """
+    order = torch.argsort(corr, descending=True)[:show].tolist()
+
+    def draw(ax, run, index):
+        oip = (oa, ob)[run][index]
+        ax.imshow(picture(oip), cmap="gray", vmin=0, vmax=1)
+        return "flat: the map\nnever fired" if oip.max() - oip.min() < 1e-3 else None
+
+    pairs = [(i, matched[i].item(), f"r = {corr[i]:.2f}") for i in order]
+    return _pairs_figure(pairs, draw, names, f"{layer}: OIPs of matched maps, most alike first "
+                                             "(r: activation correlation of the pair)")
 
 
 def cka_figure(cka: torch.Tensor, layers: list[str], names: tuple[str, str]) -> Figure:
