@@ -151,3 +151,23 @@ def test_first_load_hints_the_pad_a_picked_image_lands_in_it_and_conv1_tiles_are
         const c = document.querySelector(`canvas[data-layer="${name}"]`);
         return [name, c.getBoundingClientRect().width / c.width * w]; }))""", widths)
     assert tile["conv1"] >= tile["pool1"] - 0.5, tile  # on screen, in CSS pixels
+
+
+def test_an_image_kept_beside_is_compared_with_the_next_one(page):
+    pixels = """(selector) => { const c = document.querySelector(selector);
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.slice(0, 4000)); }"""
+    page.fill("#index", "4")  # a 4
+    page.click("#pick-index")
+    page.wait_for_function("() => document.getElementById('source').textContent.includes('#4,')")
+    four = page.evaluate(pixels, 'canvas[data-layer="conv1"]')
+    page.click("#keep")
+    assert page.text_content("#keep") == "Stop comparing"
+    assert "test image #4" in page.text_content("#layers h2")
+    page.fill("#index", "7")  # a 9
+    page.click("#pick-index")
+    page.wait_for_function("() => document.getElementById('source').textContent.includes('#7,')")
+    assert page.evaluate(pixels, 'canvas[data-beside-layer="conv1"]') == four  # the kept 4, unchanged
+    assert page.evaluate(pixels, 'canvas[data-layer="conv1"]') != four  # the 9, live
+    assert page.locator("canvas[data-beside-layer]").count() == page.locator("canvas[data-layer]").count()
+    page.click("#keep")
+    assert page.locator("canvas[data-beside-layer]").count() == 0

@@ -7,6 +7,7 @@ const state = {
   run: null, info: null, last: null, cmap: "gray", lut: null,
   inflight: false, dirty: false, pendingSince: null,   // one request at a time; strokes coalesce
   pinned: null, hovered: null, details: new Map(),
+  beside: null,  // a result kept to compare with: its maps are drawn beside the live ones
 };
 // Stroke-to-maps latencies in ms, and where they went, read by the latency bench and the browser tests.
 window.convlens = { latencies: [], timings: [], updates: 0 };
@@ -212,30 +213,51 @@ function buildLayers() {
   const box = $("layers");
   box.replaceChildren();
   const title = document.createElement("h2");
-  title.textContent = "Every map of every layer (one colour range per layer)";
+  title.textContent = state.beside
+    ? `Every map of every layer: ${state.beside.caption} (left) against the current image (right)`
+    : "Every map of every layer (one colour range per layer)";
   box.append(title);
   for (const layer of state.info.layers) {
-    const div = document.createElement("div"), heading = document.createElement("h3"), canvas = document.createElement("canvas");
+    const div = document.createElement("div"), heading = document.createElement("h3"), row = document.createElement("div");
     div.className = "layer";
+    row.className = "side-by-side";
     heading.innerHTML = `${layer.name} <small>${layer.channels} maps of ${layer.height}x${layer.width}` +
       `${layer.has_oips ? ", OIPs stored" : ""}</small>`;
-    const cols = columnsFor(layer.channels), rows = Math.ceil(layer.channels / cols);
-    canvas.width = cols * (layer.width + 1) - 1;
-    canvas.height = rows * (layer.height + 1) - 1;
-    // Every tile at least 44 px wide: conv1's 26-px maps were shown smaller than pool1's 13-px ones.
-    const scale = Math.max(1, 44 / layer.width);
-    canvas.style.width = `${Math.round(canvas.width * scale)}px`;
-    canvas.dataset.layer = layer.name;
-    canvas.dataset.updates = "0";
-    canvas.addEventListener("mousemove", (e) => hover(e, layer, canvas));
-    canvas.addEventListener("click", (e) => { const m = mapAt(e, layer, canvas); if (m !== null) pin(layer.name, m); });
-    div.append(heading, canvas);
+    const canvases = state.beside ? [layerCanvas(layer, "beside"), layerCanvas(layer, "live")] : [layerCanvas(layer, "live")];
+    row.append(...canvases);
+    div.append(heading, row);
     box.append(div);
   }
+  if (state.beside) for (const layer of state.beside.result.layers) drawLayer(layer, "beside");
 }
 
-function drawLayer(layer) {
-  const canvas = document.querySelector(`canvas[data-layer="${layer.name}"]`);
+function layerCanvas(layer, role) {
+  // role "live" follows the pad; "beside" holds the kept image. The live canvas keeps data-layer, which tests read.
+  const canvas = document.createElement("canvas");
+  const cols = columnsFor(layer.channels), rows = Math.ceil(layer.channels / cols);
+  canvas.width = cols * (layer.width + 1) - 1;
+  canvas.height = rows * (layer.height + 1) - 1;
+  // Every tile at least 44 px wide: conv1's 26-px maps were shown smaller than pool1's 13-px ones.
+  const scale = Math.max(1, 44 / layer.width) / (state.beside ? 2 : 1);
+  canvas.style.width = `${Math.round(canvas.width * Math.max(1, scale))}px`;
+  canvas.dataset[role === "live" ? "layer" : "besideLayer"] = layer.name;
+  canvas.dataset.updates = "0";
+  canvas.addEventListener("mousemove", (e) => hover(e, layer, canvas));
+  canvas.addEventListener("click", (e) => { const m = mapAt(e, layer, canvas); if (m !== null) pin(layer.name, m); });
+  return canvas;
+}
+
+function keepBeside() {
+  // Keep the current image's maps to compare the next drawing or pick with; a second click lets go.
+  state.beside = state.beside ? null : { result: state.last, caption: $("source").textContent || "the kept image" };
+  $("keep").textContent = state.beside ? "Stop comparing" : "Keep beside";
+  buildLayers();
+  if (state.last) for (const layer of state.last.layers) drawLayer(layer);
+}
+
+function drawLayer(layer, role = "live") {
+  const attribute = role === "live" ? "data-layer" : "data-beside-layer";
+  const canvas = document.querySelector(`canvas[${attribute}="${layer.name}"]`);
   if (!canvas) return;
   const { channels, height: h, width: w } = layer, cols = columnsFor(channels), data = decode(layer.data);
   const image = new ImageData(canvas.width, canvas.height), lut = state.lut;
@@ -341,6 +363,8 @@ function drawDetailMap(layer, m) {
 // ---------- runs ----------
 async function openRun(name) {
   state.run = name;
+  state.beside = null;
+  $("keep").textContent = "Keep beside";
   state.pinned = state.hovered = null;
   state.info = await api(runPath(""));
   const i = state.info;
@@ -374,6 +398,7 @@ async function start() {
     e.preventDefault();
     if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
   });
+  $("keep").addEventListener("click", keepBeside);
   $("show-overlay").addEventListener("change", (e) => { $("overlay").style.visibility = e.target.checked ? "visible" : "hidden"; });
   $("run").addEventListener("change", (e) => openRun(e.target.value).catch((err) => showError(err.message)));
   try {
