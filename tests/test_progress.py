@@ -36,3 +36,12 @@ def test_items_that_come_as_they_are_ready_are_not_waited_for_all_at_once(monkey
 
     for k in progress.track(arriving(), "runs", total=3):
         assert handed == list(range(k + 1))  # the next item is not asked for before this one is used
+
+
+def test_every_epoch_line_names_its_run(monkeypatch):
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=150, color_system=None))
+    entry = {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.9, "val_accuracy": 0.95, "lr": 0.1, "seconds": 1.0}
+    with progress.EpochProgress(2, 10, label="simple-mnist-s1") as bar:
+        bar.end_epoch(entry)
+    assert "simple-mnist-s1  epoch 1/2  train_loss 0.5000" in screen.getvalue()

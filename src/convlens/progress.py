@@ -13,12 +13,13 @@ console = Console(stderr=True, soft_wrap=True)
 class EpochProgress:
     """Shows training progress when enabled; a silent no-op otherwise (tests, the Python API)."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, start_epoch: int = 0, enabled: bool = True):
+    def __init__(self, epochs: int, steps_per_epoch: int, start_epoch: int = 0, enabled: bool = True, label: str = ""):
         self.enabled, self.epochs = enabled, epochs
+        self.label = f"{label}  " if label else ""  # the run's name: several runs in one terminal stay apart
         if not enabled:
             return
         self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            TextColumn(f"[bold]{self.label}epoch {{task.fields[epoch]}}/{{task.fields[epochs]}}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.4f}  lr {task.fields[lr]:.2e}"),
@@ -51,7 +52,7 @@ class EpochProgress:
             return
         val = f"  val_acc {entry['val_accuracy']:.4f}" if entry.get("val_accuracy") is not None else ""
         self.progress.console.print(
-            f"epoch {entry['epoch']}/{self.epochs}  train_loss {entry['train_loss']:.4f}  "
+            f"{self.label}epoch {entry['epoch']}/{self.epochs}  train_loss {entry['train_loss']:.4f}  "
             f"train_acc {entry['train_accuracy']:.4f}{val}  lr {entry['lr']:.2e}  {entry['seconds']:.1f}s"
         )
 

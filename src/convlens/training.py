@@ -99,7 +99,8 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
     forward = distributed.wrap(maybe_compile(model, c.compile), device, world)
     steps_per_epoch = -(-len(y) // c.batch_size)  # of the global batch, as in one process
 
-    bar = EpochProgress(c.epochs, steps_per_epoch, start_epoch, enabled=progress and world.is_main)
+    bar = EpochProgress(c.epochs, steps_per_epoch, start_epoch, enabled=progress and world.is_main,
+                        label=run_dir.name if run_dir is not None else "")
     with bar:
         for epoch in range(start_epoch, c.epochs):
             started = time.perf_counter()
