@@ -171,3 +171,13 @@ def test_an_image_kept_beside_is_compared_with_the_next_one(page):
     assert page.locator("canvas[data-beside-layer]").count() == page.locator("canvas[data-layer]").count()
     page.click("#keep")
     assert page.locator("canvas[data-beside-layer]").count() == 0
+
+
+def test_the_maps_carry_their_colour_scale_in_the_chosen_colours(page):
+    ends = """() => { const c = document.getElementById('scale'), d = c.getContext('2d').getImageData(0, 0, 256, 1).data;
+        return [Array.from(d.slice(0, 3)), Array.from(d.slice(255 * 4, 255 * 4 + 3))]; }"""
+    assert "largest activation" in page.text_content("#layers .scale")
+    assert page.evaluate(ends) == [[0, 0, 0], [255, 255, 255]]  # grey: black to white
+    page.select_option("#cmap", "viridis")
+    low, high = page.evaluate(ends)
+    assert low != high and low != [0, 0, 0]  # viridis runs from dark purple to yellow

@@ -43,6 +43,15 @@ function makeLut(name) {
   return lut;
 }
 
+function drawScale() {
+  // The colour scale of every map tile: 0 (dark) to the layer's largest activation for this image.
+  const canvas = $("scale");
+  if (!canvas) return;
+  const image = new ImageData(256, 1);
+  for (let v = 0; v < 256; v++) image.data.set([state.lut[v * 3], state.lut[v * 3 + 1], state.lut[v * 3 + 2], 255], v * 4);
+  canvas.getContext("2d").putImageData(image, 0, 0);
+}
+
 const decode = (b64) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
 
 // ---------- drawing pad ----------
@@ -216,7 +225,12 @@ function buildLayers() {
   title.textContent = state.beside
     ? `Every map of every layer: ${state.beside.caption} (left) against the current image (right)`
     : "Every map of every layer (one colour range per layer)";
-  box.append(title);
+  const scale = document.createElement("p");
+  scale.className = "scale";
+  scale.innerHTML = '0 <canvas id="scale" width="256" height="1"></canvas> the layer\'s largest activation for ' +
+    "this image; each layer has its own range";
+  box.append(title, scale);
+  drawScale();
   for (const layer of state.info.layers) {
     const div = document.createElement("div"), heading = document.createElement("h3"), row = document.createElement("div");
     div.className = "layer";
@@ -386,6 +400,7 @@ async function start() {
   $("cmap").addEventListener("change", (e) => {
     state.cmap = e.target.value;
     state.lut = makeLut(state.cmap);
+    drawScale();
     if (state.last) show(state.last);
   });
   $("pick-class").addEventListener("click", () => pickTest(`pick=class&label=${$("class").value}&seed=${randomSeed()}`, ""));
