@@ -6,6 +6,7 @@ The commands are read from the ```bash blocks of tour.md, in order, and run from
 folder; each `<!-- figure: SOURCE -> TARGET -->` line copies the file a command wrote next to
 tour.md. `live RUN` as a source is a screenshot of the live page with a drawn "4". The Keras file
 step 14 imports is the articles' net the tests use (tests/fixtures/keras), copied into the folder.
+Each command's wall time is printed as it ends, for the times tour.md quotes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 TOUR = Path(__file__).resolve().parent / "tour.md"
@@ -94,7 +96,9 @@ def main() -> None:
     text = TOUR.read_text()
     for argv in commands(text):
         print(f"$ {shlex.join(argv)}", flush=True)
+        started = time.perf_counter()
         run(argv, workdir)
+        print(f"  {time.perf_counter() - started:.1f} s", flush=True)
     for source, target in figures(text):
         destination = TOUR.parent / target
         destination.parent.mkdir(parents=True, exist_ok=True)
