@@ -35,6 +35,7 @@ def run_report(args) -> None:
 
 
 def run_serve(args) -> None:
-    from ..web.app import serve
+    with console.status(f"starting the live page for {args.run} (loading torch and the web server)"):
+        from ..web.app import serve  # the imports are most of a start's seconds; say so at once
 
     serve(Path(args.run), host=args.host, port=args.port, log=console.print)

@@ -32,6 +32,8 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
             ratio = reached[i] / best_test[i]
             text += f" ({ratio:.1f}x)"
             color = "black" if ratio >= 1 else "red"
+        elif best_test is not None:  # no ratio to give: no test image makes this map fire
+            text += " (0 on test)"
         if reached[i] <= 0:
             text, color = f"{name}: -", "red"
         ax.text(left + best.shape[-1] / 2, top + best.shape[-2] + 0.5, text, fontsize=6, ha="center", va="top",
