@@ -103,6 +103,7 @@ def test_hovering_a_map_shows_its_top_inputs(page, artifacts):
     page.wait_for_selector("#detail .tops figure")
     assert page.locator("#detail .tops figure").count() == 8
     assert "conv2 · map 0" in page.text_content("#detail h2")
+    assert page.get_attribute("canvas[data-layer='conv2']", "title") == "conv2 map 0"  # the number at the pointer
     page.screenshot(path=str(artifacts / "live_page.png"), full_page=True)
 
 

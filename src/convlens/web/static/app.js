@@ -299,8 +299,9 @@ function mapAt(e, layer, canvas) {
 }
 
 function hover(e, layer, canvas) {
-  if (state.pinned) return;
   const m = mapAt(e, layer, canvas);
+  canvas.title = m === null ? "" : `${layer.name} map ${m}`;  // the map's number under the pointer, pinned or not
+  if (state.pinned) return;
   if (m === null || (state.hovered && state.hovered.layer === layer.name && state.hovered.map === m)) return;
   state.hovered = { layer: layer.name, map: m };
   showDetail(layer.name, m);
