@@ -18,6 +18,7 @@ from ..draw import figures
 from ..errors import UserError
 from ..inspection.filters import conv_weight
 from ..oip import layer_oips
+from ..progress import track
 from ..runs import Run, load_run, write_json
 from . import Result
 
@@ -45,7 +46,7 @@ def compare(run_dirs: list[str | Path], images: int = 2000, out: str | Path | No
     x, x_u8, labels = first.test_inputs[:images], first.test_images, first.test_labels
     written, pairs = [], {}
     baselines = _baselines(first, x)
-    for (i, a), (j, b) in itertools.combinations(enumerate(loaded), 2):
+    for (i, a), (j, b) in track(list(itertools.combinations(enumerate(loaded), 2)), "comparing pairs of runs"):
         key = f"{names[i]} vs {names[j]}"
         log(f"comparing {key} on {images} test images")
         c = compare_models(a.model, b.model, x)
