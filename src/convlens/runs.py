@@ -35,7 +35,7 @@ from .layers import LayerTable, layer_table
 from .importers.graph import GraphNet
 from .models import build_model
 from .speed import for_inference, images_to_device
-from .storage import WriteError, atomic_write, file_sha256, load_tensors, read_json, save_tensors, write_json
+from .storage import WriteError, atomic_write, checked, file_sha256, load_tensors, read_json, save_tensors, write_json
 
 __all__ = ["Run", "load_run", "read_config", "WriteError", "atomic_write", "read_json", "write_json", "save_tensors",
            "load_tensors", "save_weights", "save_checkpoint", "load_checkpoint"]
@@ -111,7 +111,10 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     optimizer.load_state_dict(full)
     epoch = int(meta.get("epoch", 0))
     if "history" in meta:
-        return json.loads(meta["history"])
+        try:
+            return checked(json.loads(meta["history"]), schemas.HISTORY, f"the history in {path}")
+        except json.JSONDecodeError:
+            raise UserError(f"{path} holds a damaged history; train again") from None
     # A checkpoint written before it carried the history: history.json, as far as the checkpoint got.
     return (read_json(run_dir / HISTORY, schemas.HISTORY) if (run_dir / HISTORY).exists() else [])[:epoch]
 

@@ -142,17 +142,20 @@ def read_json(path: Path, schema=None):
         raise UserError(f"{path} is not valid JSON ({e}); restore it or train again") from None
     except OSError as e:  # a symlink loop, a folder where a file should be, no permission
         raise UserError(f"cannot read {path}: {e.strerror}") from None
-    if schema is not None:
-        from pydantic import TypeAdapter, ValidationError
+    return data if schema is None else checked(data, schema, path)
 
-        try:
-            TypeAdapter(schema).validate_python(data)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"]).lstrip(".")
-            where = where or "the top level"
-            raise UserError(f"{path} is not what convlens wrote: at {where}, {first['msg'].lower()}; "
-                            "restore it or run the command that writes it again") from None
+
+def checked(data, schema, source):
+    """Return data after checking it against a schema (schemas.py); a mismatch is a UserError naming the place."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(schema).validate_python(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"]).lstrip(".")
+        raise UserError(f"{source} is not what convlens wrote: at {where or 'the top level'}, "
+                        f"{first['msg'].lower()}; restore it or run the command that writes it again") from None
     return data
 
 
