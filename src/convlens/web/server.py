@@ -43,11 +43,11 @@ class DeadlineProtocol(HttpToolsProtocol):
             if self.loop.time() - DeadlineProtocol._last_warning > HEADER_SECONDS:
                 DeadlineProtocol._last_warning = self.loop.time()
                 log.warning("convlens: over %d connections open; closing those silent longest", self.max_connections)
-            oldest._late()
+            oldest._close()
 
     @property
     def _silent(self) -> bool:
-        """Connected and waiting for a request that has not begun (not a keep-alive between requests)."""
+        """No request of this connection has reached the app: silent, or still sending its first headers."""
         return self._deadline is not None and self.cycle is None
 
     def on_message_begin(self) -> None:
@@ -64,15 +64,15 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _arm(self) -> None:
-        self._deadline = self.loop.call_later(self.header_seconds, self._late)
+        self._deadline = self.loop.call_later(self.header_seconds, self._close)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _late(self) -> None:
-        self._deadline = None
+    def _close(self) -> None:
+        self._disarm()
         if not self.transport.is_closing():
             self.transport.close()
 
