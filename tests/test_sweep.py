@@ -60,7 +60,11 @@ def test_a_grid_sweep_trains_in_parallel_processes_and_prints_one_table(small_mn
     assert "training 2 runs, 2 at a time in 2 processes" in done.stdout
     folders = [tmp_path / "sweep-lr0.02", tmp_path / "sweep-lr0.1"]
     assert [json.loads((f / "config.json").read_text())["train"]["lr"] for f in folders] == [0.02, 0.1]
-    table = [line for line in done.stdout.splitlines() if "sweep-lr" in line]
-    for folder, line in zip(folders, table):
+    lines = done.stdout.splitlines()
+    finished = sorted(line for line in lines if line.startswith("finished "))  # one as each run ends, any order
+    table = [line for line in lines if "sweep-lr" in line and not line.startswith("finished ")]
+    assert len(finished) == 2 and len(table) == 2
+    for folder, line, ended in zip(folders, table, finished):
         metrics = json.loads((folder / "metrics.json").read_text())
         assert str(folder) in line and f"{metrics['test_accuracy']:.4f}" in line
+        assert ended == f"finished {folder}: test accuracy {metrics['test_accuracy']:.4f}"
