@@ -42,8 +42,7 @@ def atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); run files are meant to be shared
         os.replace(tmp, path)
     except (OSError, SafetensorError) as e:
-        reason = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1]
-        raise WriteError(f"cannot write {path}: {reason}; the previous version, if any, is intact") from None
+        raise _cannot_write(path, e) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
@@ -56,17 +55,16 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     halfway (.NAME.XXXX.old with no NAME beside it) is put back. Call it only while holding the
     folder's lock: another writer's temporaries are in flight, not stale.
     """
-    folder = Path(folder)
-    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()] + [p for p in folder.rglob(".*.new") if p.is_dir()]
+    stale = [p for p in Path(folder).rglob(".*")  # one walk for the three kinds
+             if (p.suffix == ".tmp" and p.is_file()) or (p.suffix in (".new", ".old") and p.is_dir())]
     for p in stale:
-        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    for old in [p for p in folder.rglob(".*.old") if p.is_dir()]:
-        name = old.parent / old.name[1:].rsplit(".", 2)[0]  # .NAME.XXXX.old -> NAME
-        if name.exists():
-            shutil.rmtree(old)
-        else:
-            os.replace(old, name)
-        stale.append(old)
+        if p.suffix == ".tmp":
+            p.unlink(missing_ok=True)  # gone already if it was inside a staged folder removed before it
+        elif p.suffix == ".new":
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.is_dir():
+            name = p.parent / p.name[1:].rsplit(".", 2)[0]  # .NAME.XXXX.old -> NAME
+            shutil.rmtree(p) if name.exists() else os.replace(p, name)
     return stale
 
 
@@ -93,9 +91,15 @@ def replaced_folder(folder: Path, keep=lambda old: True):
         os.replace(stage, folder)  # between the two renames a kill leaves .old, which the next writer puts back
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
-        raise WriteError(f"cannot write {folder}: {e.strerror or e}; the previous version, if any, is intact") from None
+        raise _cannot_write(folder, e) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _cannot_write(path: Path, e: Exception) -> WriteError:
+    # safetensors' error carries the OS's words after "I/O error: "; an OSError has them as strerror.
+    reason = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1]
+    return WriteError(f"cannot write {path}: {reason}; the previous version, if any, is intact")
 
 
 def file_sha256(path: Path) -> str:
