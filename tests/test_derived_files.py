@@ -39,7 +39,10 @@ def test_results_of_earlier_weights_are_not_shown_as_the_runs(trained_run, tmp_p
     retrain(run)
     fresh = runs.Run(run)
     assert fresh.metrics is None  # the accuracy of the old weights is not these weights' accuracy
-    assert fresh.saved_oips("conv1") is None
+    assert fresh.saved_oips("conv1") is None and not fresh.has_oips("conv1")
+    from convlens.web.live import LiveRun
+
+    assert not any(layer["has_oips"] for layer in LiveRun(run).info()["layers"])  # the live page agrees
     page = report(run, log=lambda *a: None).read_text()
     assert "were made from earlier weights of this run" in page
     metrics = runs.Run(run).metrics  # the report evaluated the new weights

@@ -222,7 +222,7 @@ class Run:
     def inspection_is_current(self, folder: Path) -> bool:
         """Whether an inspection's folder was written from these weights."""
         source = folder / SOURCE
-        return not source.is_file() or self.is_current(read_json(source).get("weights_sha256"))
+        return not source.is_file() or self.is_current(read_json(source, schemas.Source).get("weights_sha256"))
 
     @property
     def metrics(self) -> dict | None:
@@ -293,11 +293,16 @@ class Run:
         """Return where `convlens oip` stores a layer's OIPs in this run."""
         return self.path / "oip" / oip_tensors(layer)
 
+    def has_oips(self, layer: str) -> bool:
+        """Whether `convlens oip` stored OIPs of a layer from these weights."""
+        path = self.oip_file(layer)
+        return path.is_file() and self.inspection_is_current(path.parent)
+
     def saved_oips(self, layer: str) -> SavedOIPs | None:
         """Return the OIPs `convlens oip` stored for a layer (each map's strongest start), or None."""
-        path = self.oip_file(layer)
-        if not path.is_file() or not self.inspection_is_current(path.parent):
+        if not self.has_oips(layer):
             return None
+        path = self.oip_file(layer)
         tensors, _ = load_tensors(path)
         try:
             images, activation, index = tensors["images"], tensors["activation"], tensors["index"]

@@ -43,4 +43,10 @@ class Metrics(_Checked):
     weights_sha256: str | None = None  # None in runs written before evaluations were stamped
 
 
+class Source(_Checked):
+    """source.json in an inspection's folder: the weights its files came from."""
+
+    weights_sha256: str
+
+
 HISTORY = list[Epoch]

@@ -102,7 +102,7 @@ class LiveRun:
             "test_size": len(self.dataset.test_labels),
             "preprocess": preprocessor_for(self.run.config.data.dataset),
             "input_shape": list(self.run.layers.input_shape),
-            "layers": [{"name": n, "channels": c, "height": h, "width": w, "has_oips": self.run.oip_file(n).is_file()}
+            "layers": [{"name": n, "channels": c, "height": h, "width": w, "has_oips": self.run.has_oips(n)}
                        for n, (c, h, w) in self.layer_shapes.items()],
         }
 
