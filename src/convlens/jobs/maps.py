@@ -21,8 +21,7 @@ from . import Result, open_run, writes_into_run
 def maps(run: Run | str | Path, images: list[int], layers: list[str] | None = None, cmap: str = "gray",
          scale: str = "layer", out: str | Path | None = None) -> Result:
     """Draw every map of each layer (default: all map layers) for the test images at `images`."""
-    if cmap not in CMAPS or scale not in SCALES:
-        raise UserError(f"the colour map must be one of {', '.join(CMAPS)} and the scale one of {', '.join(SCALES)}")
+    _check_colours(cmap, scale)
     run = open_run(run)
     if not images:
         raise UserError("choose at least one test image")
@@ -55,8 +54,7 @@ def maps_across(run: Run | str | Path, images: list[int], layer: str | None = No
     column: the mean map of the images of the first class minus that of the second.
     The articles' question "three 4s against a 9 at conv3" is differing=(4, 9) on 4:3,9:1.
     """
-    if cmap not in CMAPS or scale not in SCALES:
-        raise UserError(f"the colour map must be one of {', '.join(CMAPS)} and the scale one of {', '.join(SCALES)}")
+    _check_colours(cmap, scale)
     if (chosen is None) == (differing is None):
         raise UserError("choose the maps to show, or two classes whose most different maps to show (not both)")
     run = open_run(run)
@@ -97,3 +95,8 @@ def maps_across(run: Run | str | Path, images: list[int], layer: str | None = No
             "mean_per_map_and_image": found.mean((2, 3)).T.tolist()}
     write_json(folder / f"maps_{layer}_{suffix}.json", data)
     return Result(files + [folder / f"maps_{layer}_{suffix}.json"], data)
+
+
+def _check_colours(cmap: str, scale: str) -> None:
+    if cmap not in CMAPS or scale not in SCALES:
+        raise UserError(f"the colour map must be one of {', '.join(CMAPS)} and the scale one of {', '.join(SCALES)}")

@@ -144,10 +144,11 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
     s = Section(title, folder, intro, folded=True)
     captions = {png.name: _caption(png, folder) for png in pngs}
     if folder == "errors" and (run_dir / folder / "errors.json").is_file():  # most frequent error first, as written
-        pairs = runs.read_json(run_dir / folder / "errors.json")["pairs"]
-        captions = {p["page"]: f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images"
-                    for p in pairs} | {n: c for n, c in captions.items() if n not in {p["page"] for p in pairs}}
-        pngs = sorted(pngs, key=lambda png: list(captions).index(png.name))
+        written = {p["page"]: f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images"
+                   for p in runs.read_json(run_dir / folder / "errors.json")["pairs"]}
+        captions = written | {name: c for name, c in captions.items() if name not in written}
+        order = {name: k for k, name in enumerate(captions)}
+        pngs = sorted(pngs, key=lambda png: order[png.name])
     for png in pngs[:MAX_FIGURES_PER_SECTION]:
         s.figure(png.read_bytes(), captions[png.name], wide=True)
     if len(pngs) > MAX_FIGURES_PER_SECTION:
@@ -180,12 +181,17 @@ def _comparisons(run_dir: Path) -> list[tuple[Path, dict]]:
     return found
 
 
+def _partner_share(layer: dict) -> float:
+    # compare.json files written before share_with_partner held the same share as share_at_least_0.8.
+    return layer["share_with_partner"] if "share_with_partner" in layer else layer["share_at_least_0.8"]
+
+
 def _compare_section(folder: Path, report: dict) -> Section:
     s = Section(f"Comparison: {folder.name}", folder.name, "convlens compare: maps matched one to one by activation "
                 f"correlation; mean matched r / share with a partner (r >= {PARTNER_R}) / same order, per layer, over "
                 "maps live in both runs; and prediction agreement.")
     layers = list(next(iter(report["pairs"].values()))["layers"])
-    rows = [[pair] + [f"{v['mean_matched_correlation']:.2f} / {v.get('share_with_partner', v.get('share_at_least_0.8', 0)):.0%} / "
+    rows = [[pair] + [f"{v['mean_matched_correlation']:.2f} / {_partner_share(v):.0%} / "
                       f"{'yes' if v['same_order'] else 'no'}" for v in p["layers"].values()]
             + [f"{p['prediction_agreement']:.2%}"] for pair, p in report["pairs"].items()]
     s.table(["pair"] + layers + ["agreement"], rows, numeric_from=1)
