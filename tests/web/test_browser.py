@@ -182,3 +182,21 @@ def test_the_maps_carry_their_colour_scale_in_the_chosen_colours(page):
     page.select_option("#cmap", "viridis")
     low, high = page.evaluate(ends)
     assert low != high and low != [0, 0, 0]  # viridis runs from dark purple to yellow
+
+
+def test_a_colour_model_hides_the_grey_pad_with_its_hint(mnist, tmp_path):
+    from conftest import mnist_32
+
+    from convlens.config import RunConfig
+    from convlens.models import build_model
+
+    run = tmp_path / "runs" / "colour"
+    config = RunConfig().replace(data={"dataset": mnist_32(mnist, tmp_path / "c32", 3)},
+                                 model={"input_shape": (3, 32, 32)})
+    runs.write_json(run / runs.CONFIG, config.to_dict())
+    runs.save_weights(run / runs.WEIGHTS, build_model("simple", 10, (3, 32, 32)), config)
+    with running_server(run) as url, chromium_page() as page:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30000)
+        assert not page.is_visible("#pad") and not page.is_visible("#pad-hint")  # no hint floating over nothing
+        assert page.errors == []

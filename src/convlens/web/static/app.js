@@ -58,7 +58,10 @@ const decode = (b64) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
 function setupPad() {
   const pad = $("pad"), ctx = pad.getContext("2d", { willReadFrequently: true });
   let drawing = false;
-  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
+  const clear = () => {  // an empty pad shows its hint; the first stroke or a loaded image hides it
+    ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height);
+    $("pad-hint").hidden = false;
+  };
   clear();
   const point = (e) => {
     const r = pad.getBoundingClientRect();
@@ -82,7 +85,7 @@ function setupPad() {
   const end = () => { drawing = false; };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
-  $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; $("pad-hint").hidden = false; });
+  $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; });
   state.clearPad = clear;
   // A picked test image goes into the pad as the model saw it, scaled up, so it can be edited by drawing.
   state.loadPad = (result) => {
@@ -140,7 +143,7 @@ async function pickTest(query, describe, intoPad = true) {
   try {
     const result = await api(runPath(`/test?${query}`));
     const editable = intoPad && state.info.input_shape[0] === 1;
-    if (editable) state.loadPad(result); else { state.clearPad(); $("pad-hint").hidden = false; }
+    if (editable) state.loadPad(result); else state.clearPad();
     await show(result);
     const names = state.info.classes;
     $("source").textContent = `test image #${result.index}, true class ${names[result.label]}` +
@@ -390,7 +393,7 @@ async function openRun(name) {
   select.replaceChildren(...i.classes.map((c, k) => new Option(`${k}: ${c}`, k)));
   $("index").max = i.test_size - 1;
   // The pad draws grey digits; a colour model takes a picture: upload it, or drop it anywhere on the page.
-  $("pad").hidden = i.input_shape[0] !== 1;
+  $("pad").parentElement.hidden = i.input_shape[0] !== 1;  // the pad with its hint
   buildLayers();
   await pickTest("pick=index&index=0", "", false);  // maps to look at from the start, the pad left empty
 }
