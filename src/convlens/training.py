@@ -19,7 +19,7 @@ from .models import build_model
 from .progress import EpochProgress
 from .schedules import lr_at
 from .speed import (INFERENCE_BATCH, autocast, cpu_has_fast_bf16, images_to_device, maybe_compile, memory_format,
-                    resolve_device, resolve_precision)
+                    resolve_device, resolve_precision, retain_freed_memory)
 
 
 class TrainingDiverged(UserError):
@@ -40,7 +40,7 @@ def make_optimizer(model: nn.Module, c) -> torch.optim.Optimizer:
     if c.optimizer == "sgd":
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
     if c.optimizer == "adam":
-        return torch.optim.Adam(params, lr=c.lr)
+        return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2))
     # Keras' RMSprop defaults: rho 0.9, eps 1e-7.
     return torch.optim.RMSprop(params, lr=c.lr, alpha=0.9, eps=1e-7, momentum=c.momentum)
 
@@ -82,6 +82,8 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
         device = distributed.start(world, device)
     precision = resolve_precision(c.precision, device)
     fmt = memory_format(c.channels_last)
+    if c.retain_memory:
+        retain_freed_memory()
     dataset = load_dataset(config.data.dataset)
     config = config.replace(model={"input_shape": dataset.image_shape})  # the model is built for the data's images
     if c.cutout > min(dataset.image_shape[1:]):
