@@ -11,7 +11,10 @@ usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--load-onl
    same strokes driven by Playwright's mouse (the driver adds its own round trips between events).
 3. Load: N concurrent clients on loopback for S seconds, each looping over drawings, test images,
    run info and map details; errors must be zero; p50/p95/p99 per request, requests/s, and the
-   server's resident memory before and after (issue 18: 100 clients for 60 s).
+   server's resident memory before and after (issue 18: 100 clients for 60 s). Run twice in the same
+   session: with each analysis alone (`serve --max-batch 1`, the baseline) and with dynamic batching
+   (issue 20: 50 clients, p95 <= 150 ms and >= 5x the baseline's requests/s; one client alone p95 <= 30 ms,
+   measured with --clients 1).
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import torch
 import torch.nn.functional as F
 
@@ -94,40 +97,68 @@ def browser_latency(url: str, repeats: int) -> dict:
     return rows
 
 
+class Connection:
+    """A keep-alive HTTP/1.1 connection on raw asyncio streams.
+
+    httpx spent about a core's worth of the 2 cores at 120 requests/s, so the load test measured its own
+    client as much as the server; this reads a response with one header scan and one exact read.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, body: bytes = b"", content_type: str = "") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        if content_type:
+            head += f"Content-Type: {content_type}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        try:
+            headers = await self.reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", headers)[1])
+            payload = await self.reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.writer = None  # the server closed an idle connection: open a new one next time
+            raise
+        return int(headers[9:12]), payload
+
+
 async def load_test(url, run: str, clients: int, seconds: float, bodies: list[bytes]) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + seconds
+    host, port = url.removeprefix("http://").split(":")
 
-    async def client(k: int, http: httpx.AsyncClient) -> None:
+    async def client(k: int) -> None:
         rng = random.Random(k)
+        connection = Connection(host, int(port))
         while time.monotonic() < deadline:
             roll = rng.random()
             start = time.perf_counter()
             if roll < 0.7:
-                request = http.post(f"/api/runs/{run}/drawing?width=140&height=140", content=rng.choice(bodies),
-                                    headers={"Content-Type": "application/octet-stream"})
+                request = connection.request("POST", f"/api/runs/{run}/drawing?width=140&height=140",
+                                             rng.choice(bodies), "application/octet-stream")
             elif roll < 0.9:
-                request = http.get(f"/api/runs/{run}/test", params={"pick": "random", "seed": rng.randrange(2**31)})
+                request = connection.request("GET", f"/api/runs/{run}/test?pick=random&seed={rng.randrange(2**31)}")
             elif roll < 0.95:
-                request = http.get(f"/api/runs/{run}")
+                request = connection.request("GET", f"/api/runs/{run}")
             else:
-                request = http.get(f"/api/runs/{run}/maps/conv1/{rng.randrange(32)}")
+                request = connection.request("GET", f"/api/runs/{run}/maps/conv1/{rng.randrange(32)}")
             try:
-                response = await request
-                if response.status_code != 200:
-                    errors.append(f"{response.status_code} {response.text[:100]}")
-            except httpx.HTTPError as e:
+                status, payload = await request
+                if status != 200:
+                    errors.append(f"{status} {payload[:100]!r}")
+            except (OSError, asyncio.IncompleteReadError) as e:
                 errors.append(repr(e))
             latencies.append((time.perf_counter() - start) * 1000)
 
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
-        await http.get(f"/api/runs/{run}/maps/conv1/0")  # the top-input table is built once, not under load
-        rss_before = resident_mb(url.pid)
-        started = time.monotonic()
-        await asyncio.gather(*(client(k, http) for k in range(clients)))
-        elapsed = time.monotonic() - started
+    await Connection(host, int(port)).request("GET", f"/api/runs/{run}/maps/conv1/0")  # the top-input table is built once
+    rss_before = resident_mb(url.pid)
+    started = time.monotonic()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.monotonic() - started
     return {"clients": clients, "seconds": elapsed, "requests": len(latencies), "errors": len(errors),
             "first_errors": errors[:3], "requests_per_s": len(latencies) / elapsed,
             "p50_ms": percentile(latencies, 0.5), "p95_ms": percentile(latencies, 0.95),
@@ -151,18 +182,22 @@ def main() -> None:
     if not args.load_only:
         result["server_compute"] = server_compute(run_dir)
     bodies = drawings(LiveRun(run_dir), 64)
+    with running_server(run_dir, 60.0, "--max-batch", "1") as url:
+        result["load_unbatched"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies))
     with running_server(run_dir) as url:
         if not args.load_only:
             result["browser"] = browser_latency(url, args.repeats)
         result["load"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies))
-    load = result["load"]
     print(f"torch {result['torch']}, {result['threads']} threads")
     if not args.load_only:
         print_latencies(result)
-    print(f"load: {load['clients']} clients for {load['seconds']:.0f} s: {load['requests']} requests "
-          f"({load['requests_per_s']:.0f}/s), {load['errors']} errors, p50 {load['p50_ms']:.0f} ms, "
-          f"p95 {load['p95_ms']:.0f} ms, p99 {load['p99_ms']:.0f} ms; server memory {load['rss_mb_before']:.0f} MB "
-          f"before, {load['rss_mb_after']:.0f} MB after")
+    for name, load in (("each analysis alone", result["load_unbatched"]), ("batched", result["load"])):
+        print(f"load, {name}: {load['clients']} clients for {load['seconds']:.0f} s: {load['requests']} requests "
+              f"({load['requests_per_s']:.0f}/s), {load['errors']} errors, p50 {load['p50_ms']:.0f} ms, "
+              f"p95 {load['p95_ms']:.0f} ms, p99 {load['p99_ms']:.0f} ms; server memory {load['rss_mb_before']:.0f} MB "
+              f"before, {load['rss_mb_after']:.0f} MB after")
+    ratio = result["load"]["requests_per_s"] / result["load_unbatched"]["requests_per_s"]
+    print(f"batching: {ratio:.2f}x the requests/s (target >= 5x: {'met' if ratio >= 5 else 'NOT met'})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -39,10 +39,10 @@ class ServerURL(str):
 
 
 @contextlib.contextmanager
-def running_server(run: str | Path, timeout: float = 60.0):
-    """Start `convlens serve RUN` on a free loopback port; yield its base URL (a ServerURL); stop it afterwards."""
+def running_server(run: str | Path, timeout: float = 60.0, *options: str):
+    """Start `convlens serve RUN [OPTIONS]` on a free loopback port; yield its base URL (a ServerURL); stop it afterwards."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "convlens", "serve", str(run), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "convlens", "serve", str(run), "--port", str(port), *options],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = process.pid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..web.batching import MAX_BATCH
 from .flags import console
 
 
@@ -24,6 +25,9 @@ def add(sub) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the page, which has no login)")
+    serve.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                       help="analyses gathered into one forward pass when requests arrive together; 1 analyses "
+                            f"each alone (default {MAX_BATCH})")
     serve.set_defaults(handler=run_serve)
 
 
@@ -38,4 +42,4 @@ def run_serve(args) -> None:
     with console.status(f"starting the live page for {args.run} (loading torch and the web server)"):
         from ..web.app import serve  # the imports are most of a start's seconds; say so at once
 
-    serve(Path(args.run), host=args.host, port=args.port, log=console.print)
+    serve(Path(args.run), host=args.host, port=args.port, max_batch=args.max_batch, log=console.print)

@@ -10,6 +10,7 @@ import base64
 import io
 import threading
 import time
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -40,6 +41,15 @@ def png_data_url(image_u8: torch.Tensor) -> str:
     buffer = io.BytesIO()
     Image.fromarray(image_u8.numpy()).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image ready for the model: uint8 (C, H, W) or (H, W), when its request began, and what its answer adds."""
+
+    image: torch.Tensor
+    started: float
+    extra: dict = field(default_factory=dict)
 
 
 class LiveRun:
@@ -106,16 +116,16 @@ class LiveRun:
                        for n, (c, h, w) in self.layer_shapes.items()],
         }
 
-    def analyse_upload(self, data: bytes) -> dict:
-        """Decode a PNG/JPEG (a photo or a saved drawing), preprocess it like the data set, and analyse it."""
+    def prepare_upload(self, data: bytes) -> Prepared:
+        """Decode a PNG/JPEG (a photo or a saved drawing) and preprocess it like the data set."""
         started = time.perf_counter()
         channels, height, width = self.run.layers.input_shape
         if channels == 3:  # a colour model sees the picture as it is, resized to its input
-            return self.analyse(decode_colour(data, (height, width)), started=started)
-        return self._analyse_pixels(decode_image(data), started)
+            return Prepared(decode_colour(data, (height, width)), started)
+        return self._prepare_pixels(decode_image(data), started)
 
-    def analyse_drawing(self, data: bytes, width: int, height: int) -> dict:
-        """Analyse the pad's raw grey bytes (bright ink on black), preprocessed like the data set.
+    def prepare_drawing(self, data: bytes, width: int, height: int) -> Prepared:
+        """Preprocess the pad's raw grey bytes (bright ink on black) like the data set.
 
         The pad sends raw bytes rather than a PNG: encoding one in the browser took 3-30 ms per stroke.
         """
@@ -125,35 +135,57 @@ class LiveRun:
         if len(data) != width * height:
             raise UserError(f"a {width}x{height} drawing is {width * height} bytes; the body has {len(data)}")
         pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(height, width).float() / 255.0
-        return self._analyse_pixels(pixels, started)
+        return self._prepare_pixels(pixels, started)
 
-    def _analyse_pixels(self, pixels: torch.Tensor, started: float) -> dict:
+    def prepare_test_image(self, index: int) -> Prepared:
+        """A test image as it is stored (no preprocessing), with its index and true class."""
+        self.run.check_test_index(index)
+        return Prepared(self.dataset.test_images[index], time.perf_counter(),
+                        {"index": index, "label": int(self.dataset.test_labels[index])})
+
+    def _prepare_pixels(self, pixels: torch.Tensor, started: float) -> Prepared:
         side = self.run.layers.input_shape[-1]
         prepared = PREPROCESSORS[preprocessor_for(self.run.config.data.dataset)](pixels, size=side)
-        return self.analyse(to_uint8(prepared), started=started)
+        return Prepared(to_uint8(prepared), started)
 
-    def analyse(self, image_u8: torch.Tensor, started: float | None = None) -> dict:
-        """Return probabilities, every map of every layer and the attribution for the predicted class."""
+    def analyse_upload(self, data: bytes) -> dict:
+        return self.analyse([self.prepare_upload(data)])[0]
+
+    def analyse_drawing(self, data: bytes, width: int, height: int) -> dict:
+        return self.analyse([self.prepare_drawing(data, width, height)])[0]
+
+    def analyse_test_image(self, index: int) -> dict:
+        return self.analyse([self.prepare_test_image(index)])[0]
+
+    def analyse(self, images: list[Prepared]) -> list[dict]:
+        """Return, per image: probabilities, every map of every layer, the attribution for the predicted class.
+
+        The images go through the model as one batch: under load the server gathers the requests that
+        arrive together (web/batching.py), and one forward pass of 16 images costs little more than one.
+        """
         from ..explain.methods import attribute  # Captum loads on the first analysis, not at import
 
-        started = started or time.perf_counter()
-        x = images_to_device(image_u8[None], torch.device("cpu"))  # (1, C, H, W)
+        x = images_to_device(torch.stack([p.image for p in images]), torch.device("cpu"))  # (B, C, H, W)
+        x = x.contiguous(memory_format=torch.channels_last)
         with self.lock:
             with torch.no_grad(), capture(self.model, self.layers) as out:
-                logits = self.model(x)[0]
-                maps = {name: out[name][0] for name in self.layers}  # (C, H, W) each
-            predicted = int(logits.argmax())
-            overlay = attribute(self.model, x, torch.tensor([predicted]), "ig", steps=ATTRIBUTION_STEPS,
-                                completeness=False).maps[0]
-        probabilities = torch.softmax(logits, 0)
-        return {
-            "image": b64(image_u8),
-            "probabilities": [round(float(p), 5) for p in probabilities],
-            "predicted": predicted,
-            "layers": [_encode_maps(name, m) for name, m in maps.items()],
-            "attribution": _encode_signed(overlay),
-            "compute_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
+                logits = self.model(x)
+                maps = {name: out[name] for name in self.layers}  # (B, C, H, W) each
+            predicted = logits.argmax(1)
+            overlays = attribute(self.model, x, predicted, "ig", steps=ATTRIBUTION_STEPS, completeness=False).maps
+        probabilities = torch.softmax(logits, 1).tolist()
+        layers = [_encode_maps(name, m) for name, m in maps.items()]  # per layer, one entry per image
+        results = []
+        for i, p in enumerate(images):
+            results.append({
+                "image": b64(p.image),
+                "probabilities": [round(v, 5) for v in probabilities[i]],
+                "predicted": int(predicted[i]),
+                "layers": [layer[i] for layer in layers],
+                "attribution": _encode_signed(overlays[i]),
+                "compute_ms": round((time.perf_counter() - p.started) * 1000, 2),
+            } | p.extra)
+        return results
 
     def pick_test_image(self, pick: str, label: int | None, generator: torch.Generator) -> int:
         """Return a test-set index: at random, at random among a class, or among the misclassified."""
@@ -170,12 +202,6 @@ class LiveRun:
         if len(pool) == 0:
             raise UserError(f"no test image fits pick={pick}")
         return int(pool[torch.randint(len(pool), (1,), generator=generator)])
-
-    def analyse_test_image(self, index: int) -> dict:
-        """Analyse one test image as it is stored (no preprocessing) and say its true class."""
-        self.run.check_test_index(index)
-        result = self.analyse(self.dataset.test_images[index])
-        return result | {"index": index, "label": int(self.dataset.test_labels[index])}
 
     def map_detail(self, layer: str, map_index: int) -> dict:
         """Return a map's OIP (when `convlens oip` stored one) and the test images that drive it hardest."""
@@ -213,14 +239,17 @@ class LiveRun:
                 "activation": round(activation, 4)}
 
 
-def _encode_maps(name: str, maps: torch.Tensor) -> dict:
-    """Return a layer's maps (C, H, W) as uint8 scaled by the layer's peak, so maps compare within a layer."""
-    c, h, w = maps.shape
-    peak = float(maps.max())
-    scaled = maps.clamp(min=0) / peak * 255 if peak > 0 else torch.zeros_like(maps)
-    return {"name": name, "channels": c, "height": h, "width": w, "peak": round(peak, 5),
-            "map_peaks": [round(float(v), 4) for v in maps.amax((1, 2))],
-            "data": b64(scaled.round().to(torch.uint8).contiguous())}
+def _encode_maps(name: str, maps: torch.Tensor) -> list[dict]:
+    """Return each image's maps of a layer (B, C, H, W) as uint8 scaled by that image's peak in the layer, so
+    maps compare within a layer; one tensor operation for the whole batch."""
+    _, c, h, w = maps.shape
+    peaks = maps.amax((1, 2, 3))  # (B,)
+    divisors = torch.where(peaks > 0, peaks, torch.ones_like(peaks))[:, None, None, None]  # an all-zero layer stays 0
+    scaled = (maps.clamp(min=0) / divisors * 255).round().to(torch.uint8).contiguous()
+    map_peaks = maps.amax((2, 3)).double().mul(1e4).round().div(1e4).tolist()  # (B, C), 4 decimals
+    return [{"name": name, "channels": c, "height": h, "width": w, "peak": round(peak, 5),
+             "map_peaks": map_peaks[i], "data": b64(scaled[i])}
+            for i, peak in enumerate(peaks.tolist())]
 
 
 def _encode_signed(attribution: torch.Tensor) -> dict:
