@@ -94,7 +94,7 @@ def test_cutout_zeroes_at_most_one_square_per_image():
 def test_every_recipe_is_a_valid_config_and_the_presets_name_their_model():
     for name, sections in RECIPES.items():
         RunConfig().replace(**sections)  # raises on an invalid field or value
-    assert RECIPES["fast"]["model"]["model"] == "fast"
+    assert RECIPES["fast"]["model"]["model"] == "fast-mlp"
     assert RECIPES["best-fashion"]["data"]["dataset"] == "fashion-mnist"
 
 

@@ -151,8 +151,13 @@ RECIPES: dict[str, dict[str, dict]] = {
         epochs=5, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, l2=5e-4,
         schedule="step", step_every=2.0, gamma=0.5, precision="fp32",
     )},
-    # Speed first: the `fast` net (a strided 5x5 first conv cuts the work 3x) for two epochs.
-    "fast": {"model": {"model": "fast"}, "train": dict(epochs=2, batch_size=128, lr=0.1)},
+    # Speed first: 99% in one epoch. The fast-mlp net (a strided 5x5 first conv cuts the work 3x) with
+    # the one-epoch settings of the public MNIST record: Adam betas (0.7, 0.9), OneCycle, batch 256, plus
+    # label smoothing. 5 seeds: 99.13-99.23% test, 3.4-3.6 s each on a 2-core Xeon (AVX-512, no bf16).
+    # Tried and dropped (3 seeds each): fast itself with Adam or SGD, any lr (98.6-98.96%), batch 512
+    # (one seed at 98.99%), wider convs (twice the time, 98.9-99.0%).
+    "fast": {"model": {"model": "fast-mlp"}, "train": dict(
+        epochs=1, batch_size=256, optimizer="adam", lr=0.02, beta1=0.7, beta2=0.9, label_smoothing=0.1)},
     # Accuracy first, within 15 minutes on 2 cores: batch norm, warped digits, label smoothing.
     # Elastic warps scored lower than affine ones (99.19% against 99.63% on an H100, 12 epochs).
     # 12 epochs: 99.60-99.68% over 3 seeds on an H100, about 11 minutes on 2 cores (10: 99.55-99.64%).

@@ -36,6 +36,9 @@ PRESETS: dict[str, str] = {
     "mlp": "flatten-dense128-dense10",
     # Speed first: a strided 5x5 first conv does a third of simple's work; 99% in two epochs.
     "fast": "conv16k5s2bn-conv32k3bn-pool2-flatten-dense10",
+    # fast plus a hidden dense layer with batch norm: 99.13-99.23% in one epoch over 5 seeds (the `fast`
+    # recipe), where fast itself plateaued at 98.9% whatever the optimizer; 0.1-0.2 s more per epoch.
+    "fast-mlp": "conv16k5s2bn-conv32k3bn-pool2-flatten-dense64bn-dense10",
     # Accuracy first (the best-* recipes): VGG-style pairs of 3x3 convs with batch norm.
     "vgg-mnist": "conv32k3bn-conv32k3bn-pool2-conv64k3bn-conv64k3bn-pool2-flatten-dense10",
     "vgg-fashion": "conv32k3samebn-conv32k3samebn-pool2-conv64k3samebn-conv64k3samebn-pool2-conv128k3samebn-conv128k3bn"

@@ -51,6 +51,10 @@ def l2_penalty(model: nn.Module, l2: float) -> torch.Tensor:
     return l2 * sum(w.pow(2).sum() for w in kernels)
 
 
+# Names the parts of a step for torch.profiler (bench/epoch_profile.py); about 1 us each when no profiler runs.
+phase = torch.profiler.record_function
+
+
 def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     """Seed dropout for an epoch and return its shuffling generator: any epoch replays from (seed, epoch) alone."""
     torch.manual_seed(seed * 1_000_003 + epoch)
@@ -113,24 +117,28 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
             correct = torch.zeros((), device=device, dtype=torch.long)
             for step in range(steps_per_epoch):
                 lr = lr_at(epoch + step / steps_per_epoch, c)
-                idx = order[step * batch_size : (step + 1) * batch_size]
-                xb = cutout(augment(x[idx], c.augment, gen), c.cutout, gen)
-                xb, yb = xb.contiguous(memory_format=fmt), y[idx]
-                with autocast(precision, device):
-                    logits = forward(xb)
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=c.label_smoothing)
-                if c.l2:
-                    loss = loss + l2_penalty(model, c.l2)
+                with phase("data"):
+                    idx = order[step * batch_size : (step + 1) * batch_size]
+                    xb = cutout(augment(x[idx], c.augment, gen), c.cutout, gen)
+                    xb, yb = xb.contiguous(memory_format=fmt), y[idx]
+                with phase("forward"):
+                    with autocast(precision, device):
+                        logits = forward(xb)
+                        loss = F.cross_entropy(logits.float(), yb, label_smoothing=c.label_smoothing)
+                    if c.l2:
+                        loss = loss + l2_penalty(model, c.l2)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(_diverged_message(epoch, step, run_dir, history))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if c.weight_decay:  # decoupled: shrink weights directly instead of adding to the gradient
-                    with torch.no_grad():
-                        torch._foreach_mul_(list(model.parameters()), 1.0 - lr * c.weight_decay)
-                optimizer.step()
+                with phase("backward"):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                with phase("optimizer"):
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    if c.weight_decay:  # decoupled: shrink weights directly instead of adding to the gradient
+                        with torch.no_grad():
+                            torch._foreach_mul_(list(model.parameters()), 1.0 - lr * c.weight_decay)
+                    optimizer.step()
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
                 bar.step(epoch, loss, correct, min((step + 1) * batch_size, len(order)), lr)
