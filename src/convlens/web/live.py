@@ -161,12 +161,12 @@ class LiveRun:
         """Return, per image: probabilities, every map of every layer, the attribution for the predicted class.
 
         The images go through the model as one batch: under load the server gathers the requests that
-        arrive together (web/batching.py), and one forward pass of 16 images costs little more than one.
+        arrive together (web/batching.py); in batches of 16 an image of `simple` took 2.0 ms, alone 4.4 ms.
         """
         from ..explain.methods import attribute  # Captum loads on the first analysis, not at import
 
         x = images_to_device(torch.stack([p.image for p in images]), torch.device("cpu"))  # (B, C, H, W)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # the weights' layout: oneDNN need not reorder
         with self.lock:
             with torch.no_grad(), capture(self.model, self.layers) as out:
                 logits = self.model(x)
