@@ -103,7 +103,7 @@ def test_compare_command_writes_json_and_figures_with_baselines(trained_run, tmp
 
 
 @pytest.mark.parametrize("args, message", [
-    (["compare", "RUN"], "compare needs at least two runs"),
+    (["compare", "RUN"], "compare needs two or more run folders, or --study 'GLOB'"),
     (["compare", "RUN", "RUN", "--test-images", "5"], "compare uses between 10 and"),
     (["compare", "RUN", "RUN", "--test-images", "50", "--oips", "pool1"], "OIPs of matched maps are drawn for a conv layer"),
 ])

@@ -106,24 +106,27 @@ def minibatch_cka(maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], batch:
     self_a = torch.zeros(len(maps_a), dtype=torch.float64)
     self_b = torch.zeros(len(maps_b), dtype=torch.float64)
     for start in starts:
-        ka = torch.stack([_zero_diagonal_gram(m[start : start + batch]) for m in maps_a])  # (La, n, n)
-        kb = torch.stack([_zero_diagonal_gram(m[start : start + batch]) for m in maps_b])  # (Lb, n, n)
-        hsic += _unbiased_hsic(ka, kb) / len(starts)
-        self_a += _unbiased_hsic(ka, ka).diagonal() / len(starts)
-        self_b += _unbiased_hsic(kb, kb).diagonal() / len(starts)
+        ka = torch.stack([zero_diagonal_gram(m[start : start + batch]) for m in maps_a])  # (La, n, n)
+        kb = torch.stack([zero_diagonal_gram(m[start : start + batch]) for m in maps_b])  # (Lb, n, n)
+        hsic += unbiased_hsic(ka, kb) / len(starts)
+        self_a += unbiased_hsic(ka, ka).diagonal() / len(starts)
+        self_b += unbiased_hsic(kb, kb).diagonal() / len(starts)
     return (hsic / (self_a[:, None] * self_b[None, :]).sqrt().clamp(min=1e-30)).float()
 
 
-def _zero_diagonal_gram(maps: torch.Tensor) -> torch.Tensor:
-    # The Gram matrix does not depend on the order of features: read channels_last maps as the free
-    # (N, H*W*C) view instead of copying them into (N, C*H*W).
+def zero_diagonal_gram(maps: torch.Tensor) -> torch.Tensor:
+    """Return X X^T (N, N) of maps (N, ...) with a zero diagonal, in double: the input of the unbiased HSIC.
+
+    The Gram matrix does not depend on the order of features: channels_last maps are read as the free
+    (N, H*W*C) view instead of being copied into (N, C*H*W).
+    """
     x = (maps.permute(0, 2, 3, 1) if maps.dim() == 4 else maps).reshape(len(maps), -1).float()
     k = x @ x.T
     return k.fill_diagonal_(0.0).double()
 
 
-def _unbiased_hsic(ka: torch.Tensor, kb: torch.Tensor) -> torch.Tensor:
-    """(La, n, n), (Lb, n, n) -> (La, Lb): HSIC_1 of Song et al. 2012 for every pair of Gram matrices."""
+def unbiased_hsic(ka: torch.Tensor, kb: torch.Tensor) -> torch.Tensor:
+    """Return HSIC_1 (Song et al. 2012) (La, Lb) of every pair of zero-diagonal Gram matrices (La, n, n), (Lb, n, n)."""
     n = ka.shape[-1]
     trace = ka.flatten(1) @ kb.flatten(1).T  # trace(K L) = sum(K * L): K and L are symmetric
     row_a, row_b = ka.sum(-1), kb.sum(-1)  # (L, n): K 1

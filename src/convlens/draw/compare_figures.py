@@ -106,3 +106,35 @@ def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: di
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def partners_figure(partners: dict[str, list[int]], others: int, reference: str) -> Figure:
+    """Return, per conv layer, in how many of the other runs each map of the reference run has a partner.
+
+    Maps are sorted by that count, so the universal ones (a partner in every other run) stand at the left.
+    """
+    fig, axes = plt.subplots(1, len(partners), figsize=(3.4 * len(partners), 2.8), squeeze=False)
+    for ax, (layer, counts) in zip(axes[0], partners.items()):
+        ordered = sorted(counts, reverse=True)
+        universal = sum(c == others for c in counts)
+        ax.bar(range(len(ordered)), ordered, width=1.0, color=["tab:green" if c == others else "tab:blue" for c in ordered])
+        ax.set(title=f"{layer}: {universal} of {len(counts)} maps in all {others}",
+               xlabel=f"maps of {reference}, sorted", ylabel=f"runs with a partner (r ≥ {PARTNER_R})",
+               ylim=(0, others + 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def cka_spread_figure(layers: list[str], mean: list[float], std: list[float], untrained: list[float],
+                      runs: int) -> Figure:
+    """Return CKA of each layer between runs (mean and spread over all pairs) beside the untrained baseline."""
+    fig, ax = plt.subplots(figsize=(0.8 * len(layers) + 2.4, 2.8))
+    positions = range(len(layers))
+    ax.errorbar(positions, mean, yerr=std, fmt="o", color="tab:blue", capsize=3,
+                label=f"run vs run ({runs * (runs - 1) // 2} pairs, mean ± sd)")
+    ax.plot(positions, untrained, "s", color="0.6", label="run vs untrained (mean)")
+    ax.set_xticks(list(positions), layers, rotation=45, ha="right", fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="minibatch CKA, same layer", title=f"CKA across {runs} runs")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
