@@ -122,8 +122,14 @@ def replicas_identical(model: nn.Module, world: World) -> bool:
     return all(int(g) == int(digest) for g in gathered)
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run `convlens ARGV` in nproc processes on this machine through torchrun; return its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+def launch(nproc: int, argv: list[str], nnodes: int = 1, endpoint: str | None = None) -> int:
+    """Run `convlens ARGV` in nproc processes on this machine through torchrun; return its exit code.
+
+    With nnodes > 1 every machine runs the same launch; they meet at the endpoint through torchrun's
+    c10d rendezvous, which numbers the ranks (the machine that hosts the endpoint need not be rank 0).
+    """
+    where = ["--standalone"] if nnodes == 1 else [
+        f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=convlens"]
+    command = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc-per-node={nproc}",
                "-m", "convlens", *argv]
     return subprocess.call(command)

@@ -34,6 +34,11 @@ def add(sub) -> None:
     train.add_argument("--nproc", type=int, default=1,
                        help="train one run in N processes with DDP (torchrun, gloo on CPU, NCCL on CUDA); "
                             "--batch-size stays the global batch (default 1)")
+    train.add_argument("--nnodes", type=int, default=1,
+                       help="machines taking part: run the same command on each, with --rdzv-endpoint (default 1)")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="where the machines meet (torchrun's c10d rendezvous), e.g. node0.local:29400; "
+                            "one machine hosts it, any free port")
     for section, cls in SECTIONS.items():
         add_dataclass_flags(train.add_argument_group(f"{section} options"), cls, f"{section}.", CHOICES)
     train.set_defaults(handler=run_train)
@@ -71,16 +76,21 @@ def run_train(args) -> None:
     from ..jobs.train import train_run
     from ..runs import GRAPH, read_config
 
-    if args.nproc != 1:
+    if args.nproc != 1 or args.nnodes != 1 or args.rdzv_endpoint:
         from ..distributed import launch
 
         if args.seeds or args.grid:
             raise UserError("--nproc trains one run in several processes; give --seeds/--grid or --nproc, not both")
-        if not 2 <= args.nproc <= 256:
+        if not (2 <= args.nproc <= 256 or (args.nproc == 1 and args.nnodes > 1)):
             raise UserError(f"--nproc {args.nproc} must be between 2 and 256 (1 is a plain run)")
+        if not 1 <= args.nnodes <= 1024 or (args.nnodes > 1) != bool(args.rdzv_endpoint):
+            raise UserError("several machines need --nnodes N (2 to 1024) and --rdzv-endpoint HOST:PORT together")
         out = args.out or args.resume or str(_default_out(config_from_args(args)[0]))
-        rest = _without_flag(args.argv, "--nproc") + ([] if args.out or args.resume else ["--out", out])
-        raise SystemExit(launch(args.nproc, rest))
+        rest = args.argv
+        for flag in ("--nproc", "--nnodes", "--rdzv-endpoint"):
+            rest = _without_flag(rest, flag)
+        rest += [] if args.out or args.resume else ["--out", out]
+        raise SystemExit(launch(args.nproc, rest, args.nnodes, args.rdzv_endpoint))
     if args.seeds is not None or args.grid:
         _sweep(args)
         return
