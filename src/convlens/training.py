@@ -61,18 +61,20 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def train(config: RunConfig, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> TrainResult:
+def train(config: RunConfig, out: str | Path | None = None, resume: bool = False, progress: bool = False,
+          after_epoch=None) -> TrainResult:
     """Train a model as the config says; with `out`, write the run folder (and resume from it if asked).
 
     The writing process holds the folder's lock all the while: a second writer is refused.
+    after_epoch(run folder) is called once each epoch's checkpoint is written (a Ray task sends it home).
     """
     if out is None or not distributed.current_world().is_main:
-        return _train(config, out, resume, progress)
+        return _train(config, out, resume, progress, after_epoch)
     with storage.folder_lock(Path(out), "convlens train", create=True):
-        return _train(config, out, resume, progress)
+        return _train(config, out, resume, progress, after_epoch)
 
 
-def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bool) -> TrainResult:
+def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bool, after_epoch) -> TrainResult:
     config = config.validated()
     c = config.train
     run_dir = Path(out) if out is not None else None
@@ -162,6 +164,8 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
             bar.end_epoch(entry)
             if run_dir is not None and world.is_main:
                 _write_epoch(run_dir, model, optimizer, config, history)
+                if after_epoch is not None:
+                    after_epoch(run_dir)
         if run_dir is not None and world.is_main and history and start_epoch == c.epochs:
             # Resumed after the last epoch: the weights and history may be missing (a full disk cut
             # their writing short after the checkpoint); rebuild them from the checkpoint.

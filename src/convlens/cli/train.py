@@ -31,6 +31,11 @@ def add(sub) -> None:
                             "combines with --seeds); the results come as one table")
     train.add_argument("--jobs", type=int, help="runs of a sweep trained at once, in separate processes "
                        "(default: one per two cores)")
+    train.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="where a sweep's runs train: local processes, or Ray tasks (pip install 'convlens[ray]'); "
+                            "Ray retries a run whose worker died from its last finished epoch (default local)")
+    train.add_argument("--address", help="the Ray cluster to use: auto (the one this machine belongs to) or "
+                       "ray://HOST:10001 (default: a local Ray instance)")
     train.add_argument("--nproc", type=int, default=1,
                        help="train one run in N processes with DDP (torchrun, gloo on CPU, NCCL on CUDA); "
                             "--batch-size stays the global batch (default 1)")
@@ -160,7 +165,10 @@ def _sweep(args) -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
     config, _ = config_from_args(args)
     base = Path(args.out) if args.out else _default_out(config)
-    result = sweep(config, base, seeds, parse_grid(args.grid or []), args.jobs, log=console.print)
+    if args.engine == "ray" and args.jobs:
+        raise UserError("--jobs sizes the local pool; on Ray each run asks for two cores and Ray places them")
+    result = sweep(config, base, seeds, parse_grid(args.grid or []), args.jobs, args.engine, args.address,
+                   log=console.print)
     names, rows = result.data["settings"], result.data["rows"]
     table = Table(title=f"{config.model.model} on {config.data.dataset}: {len(rows)} runs")
     for col in names + ["run folder", "test accuracy", "test loss"]:

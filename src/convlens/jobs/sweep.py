@@ -82,6 +82,9 @@ def default_jobs(config: RunConfig, runs: int) -> int:
     return max(1, min(runs, (os.cpu_count() or 1) // 2))
 
 
+ENGINES = ("local", "ray")
+
+
 def run_points(sweep: list[Point], jobs: int, log=print) -> list[tuple[Point, dict]]:
     """Train every point, `jobs` at a time in separate processes; return (point, test metrics) in order."""
     if not 1 <= jobs <= 64:
@@ -101,6 +104,21 @@ def run_points(sweep: list[Point], jobs: int, log=print) -> list[tuple[Point, di
         return [(p, results[k]) for k, p in enumerate(sweep)]
 
 
+def run_points_on_ray(sweep: list[Point], address: str | None, log=print) -> list[tuple[Point, dict]]:
+    """Train every point as a Ray task (two cores each, a GPU on CUDA); return (point, test metrics) in order."""
+    from ..ray_engine import train_on_ray
+
+    threads = min(2, os.cpu_count() or 1)  # as the local pool gives each run: the same weights, bit for bit
+    gpus = 1 if sweep[0].config.train.device == "cuda" else 0
+    log(f"training {len(sweep)} runs on Ray" + (f" at {address}" if address else " (a local instance)"))
+    landing = train_on_ray([p.config.to_dict() for p in sweep], [p.out for p in sweep], threads, gpus, address)
+    results = {}
+    for k, metrics in track(landing, f"{len(sweep)} runs", total=len(sweep)):
+        results[k] = metrics
+        log(f"finished {sweep[k].out}: test accuracy {metrics['test_accuracy']:.4f}")
+    return [(p, results[k]) for k, p in enumerate(sweep)]
+
+
 def _train_point(config_dict: dict, out: str, threads: int) -> dict:
     """Worker: one run in its own process with its share of the cores."""
     import torch
@@ -110,14 +128,21 @@ def _train_point(config_dict: dict, out: str, threads: int) -> dict:
 
 
 def sweep(config: RunConfig, base: str | Path, seeds: list[int] | None = None, grid: dict[str, list] | None = None,
-          jobs: int | None = None, log=print) -> Result:
+          jobs: int | None = None, engine: str = "local", address: str | None = None, log=print) -> Result:
     """Train one run per combination of grid values and seeds; write BASE-sweep.json and BASE-sweep.png.
 
-    Result.data["rows"] holds each run's settings, folder and test metrics, as the JSON file does.
+    engine local trains in a pool of processes on this machine; ray trains each run as a Ray task, on a
+    local Ray instance or the cluster at `address`. Result.data["rows"] holds each run's settings,
+    folder and test metrics, as the JSON file does.
     """
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}'; engines are {', '.join(ENGINES)}")
     grid = grid or {}
     planned = points(config, Path(base), seeds, grid)
-    results = run_points(planned, jobs or default_jobs(config, len(planned)), log=log)
+    if engine == "ray":
+        results = run_points_on_ray(planned, address, log=log)
+    else:
+        results = run_points(planned, jobs or default_jobs(config, len(planned)), log=log)
     names = list(planned[0].settings)
     rows = [point.settings | {"run": str(point.out), "test_accuracy": metrics["test_accuracy"],
                               "test_loss": metrics["test_loss"]} for point, metrics in results]

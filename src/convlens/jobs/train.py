@@ -17,7 +17,7 @@ from ..schedules import lr_at
 from ..training import TrainResult, evaluate, most_confused, train
 
 
-def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True, after_epoch=None) -> dict:
     """Train into a run folder, draw its curves, evaluate it on the test set; return the metrics.
 
     Under torchrun every rank trains; only rank 0 draws and evaluates (holding the folder's lock
@@ -27,7 +27,7 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
         train(config, out=out, resume=resume, progress=progress)
         return {}
     with folder_lock(Path(out), "convlens train", create=True):
-        result: TrainResult = train(config, out=out, resume=resume, progress=progress)
+        result: TrainResult = train(config, out=out, resume=resume, progress=progress, after_epoch=after_epoch)
         figures.save(figures.curves(result.history, lr_schedule(config.train)), Path(out) / runs.PLOTS / runs.CURVES)
         return evaluate_run(out, dataset=result.dataset, model=result.model)
 
