@@ -87,29 +87,31 @@ def cka_figure(cka: torch.Tensor, layers: list[str], names: tuple[str, str]) -> 
     return fig
 
 
-def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: dict[str, dict[str, torch.Tensor]]) -> Figure:
+def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: dict[str, dict[str, torch.Tensor]],
+                               density: bool = False) -> Figure:
     """Return a histogram per conv layer of the live maps' matched correlations, with the untrained baseline's in grey.
 
     The title's mean and share are the numbers compare prints and writes (over live maps, r >= PARTNER_R).
+    density shows shares instead of counts, for a study whose baseline has far fewer pairs than its runs.
     """
     fig, axes = plt.subplots(1, len(per_layer), figsize=(3.4 * len(per_layer), 2.8), squeeze=False)
     bins = torch.linspace(-0.2, 1.0, 25).numpy()
     for ax, (layer, corr) in zip(axes[0], per_layer.items()):
         untrained = baselines.get("untrained", {}).get(layer)
         if untrained is not None:
-            ax.hist(untrained.numpy(), bins=bins, color="0.75", label="vs untrained")
-        ax.hist(corr.numpy(), bins=bins, color="tab:blue", alpha=0.8, label="run vs run")
+            ax.hist(untrained.numpy(), bins=bins, color="0.75", label="vs untrained", density=density)
+        ax.hist(corr.numpy(), bins=bins, color="tab:blue", alpha=0.8, label="run vs run", density=density)
         ax.axvline(PARTNER_R, color="k", lw=0.6, ls="--", label=f"partner: r ≥ {PARTNER_R}")
         share = (corr >= PARTNER_R).float().mean()
         ax.set(title=f"{layer}: mean r {corr.mean():.2f}, {share:.0%} with a partner",
-               xlabel="matched correlation (live maps)", ylabel="maps")
+               xlabel="matched correlation (live maps)", ylabel="density" if density else "maps")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def partners_figure(partners: dict[str, list[int]], others: int, reference: str) -> Figure:
-    """Return, per conv layer, in how many of the other runs each map of the reference run has a partner.
+    """Return, per conv layer, in how many of the other runs each live map of the reference run has a partner.
 
     Maps are sorted by that count, so the universal ones (a partner in every other run) stand at the left.
     """
@@ -119,7 +121,7 @@ def partners_figure(partners: dict[str, list[int]], others: int, reference: str)
         universal = sum(c == others for c in counts)
         ax.bar(range(len(ordered)), ordered, width=1.0, color=["tab:green" if c == others else "tab:blue" for c in ordered])
         ax.set(title=f"{layer}: {universal} of {len(counts)} maps in all {others}",
-               xlabel=f"maps of {reference}, sorted", ylabel=f"runs with a partner (r ≥ {PARTNER_R})",
+               xlabel=f"live maps of {reference}, sorted", ylabel=f"runs with a partner (r ≥ {PARTNER_R})",
                ylim=(0, others + 0.5))
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import re
 import statistics
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from . import Result
 
 def run_folders(pattern: str) -> list[Path]:
     """Return the run folders a glob pattern names, sorted; an error when fewer than two."""
-    found = sorted(Path(p) for p in glob.glob(pattern) if (Path(p) / CONFIG).is_file())
+    natural = lambda path: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]  # noqa: E731 - s2 before s10
+    found = sorted((Path(p) for p in glob.glob(pattern) if (Path(p) / CONFIG).is_file()), key=natural)
     if len(found) < 2:
         raise UserError(f"a study needs at least two run folders; '{pattern}' matches {len(found)}")
     return found
@@ -104,10 +106,11 @@ def _figures(s: Study, report: dict, folder: Path) -> list[Path]:
     baseline = {layer: torch.cat([s.matched_correlation(layer, i, count) for i in range(count)])
                 for layer in s.conv_layers}
     cka = report["cka"]
+    live_partners = {layer: [c for k, c in enumerate(v["partners_per_map"]) if k not in v["silent_maps"]]
+                     for layer, v in report["layers"].items()}
     return [
-        figures.save(views.matched_correlation_figure(pooled, {"untrained": baseline}), folder / "matched_all_pairs.png"),
-        figures.save(views.partners_figure({k: v["partners_per_map"] for k, v in report["layers"].items()}, count - 1,
-                                           report["reference"]), folder / "partners.png"),
+        figures.save(views.matched_correlation_figure(pooled, {"untrained": baseline}, density=True), folder / "matched_all_pairs.png"),
+        figures.save(views.partners_figure(live_partners, count - 1, report["reference"]), folder / "partners.png"),
         figures.save(views.cka_spread_figure(cka["layers"], cka["mean"], cka["std"], cka["untrained_mean"], count),
                      folder / "cka_spread.png"),
     ]
