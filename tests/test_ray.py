@@ -81,3 +81,21 @@ def test_a_run_whose_worker_is_killed_resumes_from_its_last_epoch_bit_for_bit(lo
     assert history[: len(held)] == held  # resumed from the stored epochs, not trained again (their seconds too)
     sweep(config, tmp_path / "local", [0], log=lambda *a: None)
     same_run(tmp_path / "local-s0", tmp_path / "ray-s0")
+
+
+@pytest.mark.slow
+def test_a_study_shared_out_on_ray_equals_the_study_in_one_process(local_ray, trained_run, tmp_path):
+    from conftest import copy_run, untrained_run
+
+    from convlens.jobs.study import seed_study
+
+    copy_run(trained_run, tmp_path / "runs" / "a")
+    untrained_run(tmp_path / "runs" / "b", runs.load_run(trained_run).config.data.dataset)
+    here = seed_study(str(tmp_path / "runs" / "*"), images=300, out=tmp_path / "here", log=lambda *a: None).data
+    there = seed_study(str(tmp_path / "runs" / "*"), images=300, out=tmp_path / "there", engine="ray",
+                       log=lambda *a: None).data
+    assert here.keys() == there.keys() and here["cka"]["layers"] == there["cka"]["layers"]
+    torch.testing.assert_close(torch.tensor(there["cka"]["mean"]), torch.tensor(here["cka"]["mean"]), atol=1e-6, rtol=0)
+    for layer, s in here["layers"].items():
+        assert there["layers"][layer]["partners_per_map"] == s["partners_per_map"]
+        assert abs(there["layers"][layer]["matched_correlation"]["mean"] - s["matched_correlation"]["mean"]) < 1e-6

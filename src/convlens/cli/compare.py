@@ -20,6 +20,10 @@ def add(sub) -> None:
     cmp.add_argument("--test-images", type=int, default=2000, help="how many test images the maps are compared on "
                      "(default 2000)")
     cmp.add_argument("--oips", metavar="LAYER", help="also draw the OIPs of matched maps of this conv layer")
+    cmp.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="where a study's work runs: this process, or Ray tasks sharing out the images (default local)")
+    cmp.add_argument("--address", help="the Ray cluster for --engine ray: auto or ray://HOST:10001 (default: a local "
+                     "Ray instance)")
     cmp.add_argument("--out", help="output folder (default: compare-A-vs-B, or study-N-runs, beside the first run)")
     cmp.set_defaults(handler=run_compare)
 
@@ -36,6 +40,8 @@ def run_compare(args) -> None:
         return
     if len(args.runs) < 2:
         raise UserError("compare needs two or more run folders, or --study 'GLOB'")
+    if args.engine != "local" or args.address:
+        raise UserError("--engine and --address share out the work of a study (--study); two runs compare here")
     result = compare(args.runs, args.test_images, args.out, args.oips, log=console.print)
     report = result.data
     table = Table(title=f"matched maps (live): mean correlation / share with a partner (r >= {PARTNER_R}) / same order?")
@@ -56,7 +62,7 @@ def run_compare(args) -> None:
 def _run_study(args) -> None:
     from ..jobs.study import seed_study
 
-    result = seed_study(args.study, args.test_images, args.out, log=console.print)
+    result = seed_study(args.study, args.test_images, args.out, args.engine, args.address, log=console.print)
     report = result.data
     table = Table(title=f"{len(report['runs'])} runs, reference {report['reference']}: "
                         f"maps with a partner (r >= {report['partner_threshold']})")

@@ -82,17 +82,33 @@ class Study:
         return counts
 
 
-@torch.no_grad()
-def study(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str], cka_layers: list[str],
-          batch: int = BATCH, each_batch=iter) -> Study:
-    """Return the Study of the models on images (N, C, H, W); all models share the layers' names and shapes.
+@dataclass
+class Sums:
+    """What some batches of images contribute to a study; sums of several parts are the sums of their batches."""
 
-    each_batch wraps the list of batch starts: a progress bar, for instance.
-    """
+    moments: dict[str, Moments]
+    hsic: torch.Tensor  # (M*L, M*L) summed over the batches
+    batches: int
+
+    def __add__(self, other: "Sums") -> "Sums":
+        moments = {layer: Moments(m.cross + o.cross, m.total + o.total, torch.maximum(m.high, o.high),
+                                  torch.minimum(m.low, o.low), m.count + o.count)
+                   for (layer, m), o in zip(self.moments.items(), other.moments.values())}
+        return Sums(moments, self.hsic + other.hsic, self.batches + other.batches)
+
+
+def batch_starts(images: int, batch: int = BATCH) -> list[int]:
+    """Return where each batch starts; a last batch of fewer than 4 images is left out (CKA's estimator needs 4)."""
+    return [s for s in range(0, images, batch) if images - s >= 4]
+
+
+@torch.no_grad()
+def study_sums(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str], cka_layers: list[str],
+               starts: list[int], batch: int = BATCH) -> Sums:
+    """Return the Sums of the batches of images that begin at `starts`: each batch goes once through every model."""
     moments: dict[str, Moments] = {}
-    hsic = None
-    starts = [s for s in range(0, len(images), batch) if len(images) - s >= 4]  # CKA's estimator needs 4 images
-    for start in each_batch(starts):
+    hsic = torch.zeros(len(models) * len(cka_layers), len(models) * len(cka_layers), dtype=torch.float64)
+    for start in starts:
         xb = images[start : start + batch]
         maps = [feature_maps(m, xb, cka_layers) for m in models]
         for layer in conv_layers:
@@ -104,14 +120,32 @@ def study(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str],
                                          torch.full((width,), -torch.inf), torch.full((width,), torch.inf))
             moments[layer].add(columns.float())
         grams = torch.stack([zero_diagonal_gram(m[layer]) for m in maps for layer in cka_layers])  # (M*L, n, n)
-        step = unbiased_hsic(grams, grams) / len(starts)
-        hsic = step if hsic is None else hsic + step
-    count, layers = len(models), len(cka_layers)
+        hsic += unbiased_hsic(grams, grams)
+    return Sums(moments, hsic, len(starts))
+
+
+def study(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str], cka_layers: list[str],
+          batch: int = BATCH, each_batch=iter) -> Study:
+    """Return the Study of the models on images (N, C, H, W); all models share the layers' names and shapes.
+
+    each_batch wraps the list of batch starts: a progress bar, for instance.
+    """
+    sums = None
+    for start in each_batch(batch_starts(len(images), batch)):
+        part = study_sums(models, images, conv_layers, cka_layers, [start], batch)
+        sums = part if sums is None else sums + part
+    return finish(sums, len(models), conv_layers, cka_layers)
+
+
+def finish(sums: Sums, count: int, conv_layers: list[str], cka_layers: list[str]) -> Study:
+    """Return the Study that the Sums of all batches of images give."""
+    hsic = sums.hsic / sums.batches
+    layers = len(cka_layers)
     norms = hsic.diagonal().clamp(min=1e-30).sqrt()
     cka = (hsic / (norms[:, None] * norms[None, :])).reshape(count, layers, count, layers)
     same_layer = cka.diagonal(dim1=1, dim2=3)  # (M, M, L): layer l of i against layer l of j
     correlations, silent = {}, {}
-    for layer, m in moments.items():
+    for layer, m in sums.moments.items():
         channels = m.cross.shape[0] // count
         correlations[layer] = m.correlation().reshape(count, channels, count, channels).permute(0, 2, 1, 3)
         silent[layer] = m.silent().reshape(count, channels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import os
 import re
 import statistics
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..compare.runs_compare import PARTNER_R, paired_layers, representation_layers
-from ..compare.study import Study, study
+from ..compare.study import Study, batch_starts, finish, study
 from ..draw import compare_figures as views
 from ..draw import figures
 from ..errors import UserError
@@ -35,8 +36,12 @@ def run_folders(pattern: str) -> list[Path]:
     return found
 
 
-def seed_study(pattern: str, images: int = 2000, out: str | Path | None = None, log=print) -> Result:
-    """Compare every pair of the runs a glob pattern names; Result.data is study.json's content."""
+def seed_study(pattern: str, images: int = 2000, out: str | Path | None = None, engine: str = "local",
+               address: str | None = None, log=print) -> Result:
+    """Compare every pair of the runs a glob pattern names; Result.data is study.json's content.
+
+    engine ray shares the batches of images out as Ray tasks (on a local instance or the cluster at address).
+    """
     folders = run_folders(pattern)
     runs = [load_run(f) for f in folders]
     for other in runs[1:]:
@@ -54,8 +59,15 @@ def seed_study(pattern: str, images: int = 2000, out: str | Path | None = None, 
     untrained = reference.untrained_model(seed=reference.config.train.seed + 12345)
     models = [r.model for r in runs] + [untrained]  # the untrained net is the last model
     log(f"study of {len(runs)} runs ({', '.join(names)}) on {images} test images")
-    s = study(models, reference.test_inputs[:images], reference.layers.convs, representation_layers(reference.layers),
-              each_batch=lambda starts: track(starts, f"maps of {len(models)} networks, batch by batch"))
+    x, convs, compared = reference.test_inputs[:images], reference.layers.convs, representation_layers(reference.layers)
+    if engine == "ray":
+        from ..ray_engine import study_on_ray
+
+        sums = study_on_ray(models, x, convs, compared, batch_starts(len(x)), address, min(2, os.cpu_count() or 1))
+        s = finish(sums, len(models), convs, compared)
+    else:
+        s = study(models, x, convs, compared,
+                  each_batch=lambda starts: track(starts, f"maps of {len(models)} networks, batch by batch"))
     report = _report(s, names, images, {n: str(f) for n, f in zip(names, folders)})
     write_json(folder / "study.json", report)
     written = _figures(s, report, folder)
