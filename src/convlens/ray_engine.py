@@ -1,4 +1,4 @@
-"""Sweeps on Ray: each run of a sweep is a Ray task, on this machine or across a Ray cluster.
+"""Sweeps and seed studies on Ray: each run of a sweep, or each share of a study's images, is a Ray task.
 
 Workers need not share a filesystem with the driver. A task trains into a folder of its own; after
 every epoch it sends the run folder (checkpoint included) to a store actor beside the driver, and
