@@ -20,6 +20,8 @@ from .errors import UserError
 from .storage import replaced_folder
 
 RETRIES = 3  # times Ray restarts a task whose worker died (its own default for tasks)
+# Cores per task: what the local pool gives each run, so a run's weights are the same bit for bit.
+THREADS = min(2, os.cpu_count() or 1)
 STORE = "convlens-sweep-checkpoints"
 
 
@@ -52,16 +54,16 @@ def start(address: str | None):
     return ray
 
 
-def train_on_ray(configs: list[dict], outs: list[Path], threads: int, gpus: float, address: str | None):
+def train_on_ray(configs: list[dict], outs: list[Path], gpus: float, address: str | None):
     """Train each config as a Ray task; write each finished run folder to its out; yield (index, metrics) as
     the runs land, in the order they finish."""
     ray = start(address)
     store = _store_class(ray).options(name=STORE, get_if_exists=True).remote()
-    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=RETRIES)(_train_task)
+    task = ray.remote(num_cpus=THREADS, num_gpus=gpus, max_retries=RETRIES)(_train_task)
     # Ray lends a task's cores to the next one while it waits on the store, so a sweep submitted whole
     # ran two 2-thread runs on 2 cores (epochs 55-70 s instead of 12 s): submit only what the cluster holds.
     held = ray.cluster_resources()
-    room = max(1, int(held.get("CPU", threads) // threads))
+    room = max(1, int(held.get("CPU", THREADS) // THREADS))
     if gpus:
         room = max(1, min(room, int(held.get("GPU", gpus) // gpus)))
     waiting = list(enumerate(zip(configs, outs)))
@@ -69,7 +71,7 @@ def train_on_ray(configs: list[dict], outs: list[Path], threads: int, gpus: floa
     while waiting or pending:
         while waiting and len(pending) < room:
             k, (config, out) = waiting.pop(0)
-            pending[task.remote(config, str(out.resolve()), threads, store)] = k
+            pending[task.remote(config, str(out.resolve()), THREADS, store)] = k
         (done,), _ = ray.wait(list(pending), num_returns=1)
         k = pending.pop(done)
         try:
@@ -125,7 +127,7 @@ def _train_task(config_dict: dict, key: str, threads: int, store) -> tuple[bytes
     from .config import RunConfig
     from .jobs.train import train_run
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # the driver's count, the cores Ray reserved, whatever this node has
     store.started.remote(key, os.getpid())
     with tempfile.TemporaryDirectory(prefix="convlens-ray-") as work:
         folder = Path(work) / Path(key).name
@@ -139,17 +141,17 @@ def _train_task(config_dict: dict, key: str, threads: int, store) -> tuple[bytes
 
 
 def study_on_ray(models: list, images, conv_layers: list[str], cka_layers: list[str], starts: list[int],
-                 address: str | None, threads: int):
+                 address: str | None):
     """Return the study's Sums, its batches shared out as Ray tasks (two cores each) and the parts added up.
 
     The models and images travel once through the object store; each task sends back only its sums.
     """
     ray = start(address)
-    room = max(1, int(ray.cluster_resources().get("CPU", threads) // threads))
+    room = max(1, int(ray.cluster_resources().get("CPU", THREADS) // THREADS))
     shares = [starts[k::room] for k in range(min(room, len(starts)))]
     models_ref, images_ref = ray.put(models), ray.put(images)
-    task = ray.remote(num_cpus=threads)(_study_task)
-    parts = ray.get([task.remote(models_ref, images_ref, conv_layers, cka_layers, share, threads) for share in shares])
+    task = ray.remote(num_cpus=THREADS)(_study_task)
+    parts = ray.get([task.remote(models_ref, images_ref, conv_layers, cka_layers, share, THREADS) for share in shares])
     return sum(parts[1:], parts[0])
 
 

@@ -98,10 +98,9 @@ def minibatch_cka(maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], batch:
     layer's Gram matrix is made once per batch, not once per pair, and the pairs' trace(KL) terms are
     one product of the flattened Grams, so a pair costs batch**2 multiplications, not batch**3.
     """
-    total = len(maps_a[0])
-    starts = [s for s in range(0, total, batch) if total - s >= 4]  # the estimator needs 4 images in a batch
+    starts = batch_starts(len(maps_a[0]), batch)
     if not starts:
-        raise ValueError(f"minibatch CKA needs at least 4 images, not {total}")
+        raise ValueError(f"minibatch CKA needs at least 4 images, not {len(maps_a[0])}")
     hsic = torch.zeros(len(maps_a), len(maps_b), dtype=torch.float64)
     self_a = torch.zeros(len(maps_a), dtype=torch.float64)
     self_b = torch.zeros(len(maps_b), dtype=torch.float64)
@@ -112,6 +111,11 @@ def minibatch_cka(maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], batch:
         self_a += unbiased_hsic(ka, ka).diagonal() / len(starts)
         self_b += unbiased_hsic(kb, kb).diagonal() / len(starts)
     return (hsic / (self_a[:, None] * self_b[None, :]).sqrt().clamp(min=1e-30)).float()
+
+
+def batch_starts(images: int, batch: int) -> list[int]:
+    """Return where each batch starts; a last batch of fewer than 4 images is left out (the estimator needs 4)."""
+    return [s for s in range(0, images, batch) if images - s >= 4]
 
 
 def zero_diagonal_gram(maps: torch.Tensor) -> torch.Tensor:

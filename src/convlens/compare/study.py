@@ -8,14 +8,14 @@ map of every other), and each run's Gram matrices give minibatch CKA between all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..inspection.maps import feature_maps
 from .runs_compare import PARTNER_R
-from .similarity import unbiased_hsic, zero_diagonal_gram, match
+from .similarity import batch_starts, match, unbiased_hsic, zero_diagonal_gram
 
 BATCH = 256  # images per pass: activations stay in cache, and the CKA estimator's batch (torch-cka's too)
 
@@ -58,13 +58,16 @@ class Study:
     correlations: dict[str, torch.Tensor]  # layer -> (M, M, C, C): map correlations of model i with model j
     silent: dict[str, torch.Tensor]  # layer -> (M, C) maps constant over every image and position
     cka: torch.Tensor  # (M, M, L): minibatch CKA of model i's layer l with model j's layer l
+    # (layer, i, j) -> matched(): the report and the figures ask for each pair more than once
+    _matches: dict = field(default_factory=dict, init=False, repr=False)
 
     def matched(self, layer: str, i: int, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (the map of j matched to each map of i, whether that pair is live) by Hungarian matching."""
-        corr = self.correlations[layer][i, j]
-        partner = match(corr)
-        live = ~self.silent[layer][i] & ~self.silent[layer][j][partner]
-        return partner, live
+        if (layer, i, j) not in self._matches:
+            partner = match(self.correlations[layer][i, j])
+            live = ~self.silent[layer][i] & ~self.silent[layer][j][partner]
+            self._matches[layer, i, j] = partner, live
+        return self._matches[layer, i, j]
 
     def matched_correlation(self, layer: str, i: int, j: int) -> torch.Tensor:
         """The matched correlations of the live pairs of maps of i and j."""
@@ -95,11 +98,6 @@ class Sums:
                                   torch.minimum(m.low, o.low), m.count + o.count)
                    for (layer, m), o in zip(self.moments.items(), other.moments.values())}
         return Sums(moments, self.hsic + other.hsic, self.batches + other.batches)
-
-
-def batch_starts(images: int, batch: int = BATCH) -> list[int]:
-    """Return where each batch starts; a last batch of fewer than 4 images is left out (CKA's estimator needs 4)."""
-    return [s for s in range(0, images, batch) if images - s >= 4]
 
 
 @torch.no_grad()

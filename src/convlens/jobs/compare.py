@@ -30,11 +30,7 @@ def compare(run_dirs: list[str | Path], images: int = 2000, out: str | Path | No
     """Compare every pair of runs on the first `images` test images; Result.data is compare.json's content."""
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two runs")
-    loaded = [load_run(d) for d in run_dirs]
-    for other in loaded[1:]:
-        paired_layers(loaded[0].layers, other.layers)  # refuses runs whose layers differ in kind or shape
-    if len({r.config.data.dataset for r in loaded}) != 1:
-        raise UserError("the runs were trained on different data sets")
+    loaded = comparable_runs(run_dirs)
     if oip_layer:
         loaded[0].layers.require(oip_layer, "conv", "OIPs of matched maps are drawn for a conv layer")
     names = _unique_names(run_dirs)
@@ -60,6 +56,16 @@ def compare(run_dirs: list[str | Path], images: int = 2000, out: str | Path | No
               "baselines": {k: v["summary"] for k, v in baselines.items()}}
     write_json(folder / "compare.json", report)
     return Result(written + [folder / "compare.json"], report)
+
+
+def comparable_runs(run_dirs: list[str | Path]) -> list[Run]:
+    """Return the runs loaded; a UserError when their layers differ in kind or shape, or their data sets differ."""
+    loaded = [load_run(d) for d in run_dirs]
+    for other in loaded[1:]:
+        paired_layers(loaded[0].layers, other.layers)
+    if len({r.config.data.dataset for r in loaded}) != 1:
+        raise UserError("the runs were trained on different data sets")
+    return loaded
 
 
 def _unique_names(run_dirs: list[str]) -> list[str]:

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import glob
 import itertools
-import os
 import re
 import statistics
 from pathlib import Path
 
 import torch
 
-from ..compare.runs_compare import PARTNER_R, paired_layers, representation_layers
-from ..compare.study import Study, batch_starts, finish, study
+from ..compare.runs_compare import PARTNER_R, representation_layers
+from ..compare.similarity import batch_starts
+from ..compare.study import BATCH, Study, finish, study
 from ..draw import compare_figures as views
 from ..draw import figures
 from ..errors import UserError
 from ..progress import track
-from ..runs import CONFIG, load_run, write_json
+from ..runs import CONFIG, write_json
 from . import Result
+from .compare import comparable_runs
 
 
 def run_folders(pattern: str) -> list[Path]:
@@ -43,11 +44,7 @@ def seed_study(pattern: str, images: int = 2000, out: str | Path | None = None, 
     engine ray shares the batches of images out as Ray tasks (on a local instance or the cluster at address).
     """
     folders = run_folders(pattern)
-    runs = [load_run(f) for f in folders]
-    for other in runs[1:]:
-        paired_layers(runs[0].layers, other.layers)  # refuses runs whose layers differ in kind or shape
-    if len({r.config.data.dataset for r in runs}) != 1:
-        raise UserError("the runs were trained on different data sets")
+    runs = comparable_runs(folders)
     names = [f.resolve().name for f in folders]
     if len(set(names)) != len(names):
         raise UserError("the study's runs need distinct folder names: " + ", ".join(names))
@@ -63,7 +60,7 @@ def seed_study(pattern: str, images: int = 2000, out: str | Path | None = None, 
     if engine == "ray":
         from ..ray_engine import study_on_ray
 
-        sums = study_on_ray(models, x, convs, compared, batch_starts(len(x)), address, min(2, os.cpu_count() or 1))
+        sums = study_on_ray(models, x, convs, compared, batch_starts(len(x), BATCH), address)
         s = finish(sums, len(models), convs, compared)
     else:
         s = study(models, x, convs, compared,

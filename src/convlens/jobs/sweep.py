@@ -108,10 +108,9 @@ def run_points_on_ray(sweep: list[Point], address: str | None, log=print) -> lis
     """Train every point as a Ray task (two cores each, a GPU on CUDA); return (point, test metrics) in order."""
     from ..ray_engine import train_on_ray
 
-    threads = min(2, os.cpu_count() or 1)  # as the local pool gives each run: the same weights, bit for bit
     gpus = 1 if sweep[0].config.train.device == "cuda" else 0
     log(f"training {len(sweep)} runs on Ray" + (f" at {address}" if address else " (a local instance)"))
-    landing = train_on_ray([p.config.to_dict() for p in sweep], [p.out for p in sweep], threads, gpus, address)
+    landing = train_on_ray([p.config.to_dict() for p in sweep], [p.out for p in sweep], gpus, address)
     results = {}
     for k, metrics in track(landing, f"{len(sweep)} runs", total=len(sweep)):
         results[k] = metrics
