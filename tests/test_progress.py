@@ -45,3 +45,14 @@ def test_every_epoch_line_names_its_run(monkeypatch):
     with progress.EpochProgress(2, 10, label="simple-mnist-s1") as bar:
         bar.end_epoch(entry)
     assert "simple-mnist-s1  epoch 1/2  train_loss 0.5000" in screen.getvalue()
+
+
+def test_a_loop_inside_a_tracked_loop_adds_its_line_under_the_outer_bar(monkeypatch):
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=120))
+    seen = [(layer, batch) for layer in progress.track(["conv1", "conv2"], "probing layers")
+            for batch in progress.track(range(3), f"{layer} maps")]  # rich allows one live display: this must not raise
+    assert len(seen) == 6
+    text = screen.getvalue()
+    assert "probing layers" in text and "conv1 maps" in text and "conv2 maps" in text
+    assert progress._live is None  # the bar is gone with the outer loop; the next command starts a fresh one

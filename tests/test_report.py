@@ -31,7 +31,7 @@ def run(trained_run, tmp_path):
 def test_a_bare_run_is_evaluated_and_gets_the_standard_sections(run):
     (run / "metrics.json").unlink(missing_ok=True)
     shutil.rmtree(run / "plots", ignore_errors=True)
-    page = report(run, **QUIET).read_text()
+    page = report(run).read_text()
     assert (run / "metrics.json").is_file() and (run / "plots" / "confusion.png").is_file()
     assert sections(page) == ["Training", "Test set", "Feature maps", "First-layer kernels", "Model", "Configuration"]
     # Self-contained: every image inlined, nothing fetched, no scripts.
@@ -40,13 +40,13 @@ def test_a_bare_run_is_evaluated_and_gets_the_standard_sections(run):
 
 
 def test_inspections_and_comparisons_add_their_sections(run, tmp_path):
-    before = report(run, **QUIET).read_text().count("<img")
+    before = report(run).read_text().count("<img")
     layer_oip(run, layers=["conv1"], maps=[0, 1, 2, 3], ascent=Ascent(steps=4), **QUIET)
     probe(run, layers=["conv1", "flatten"], train_size=256, **QUIET)
     twin = run.parent / "r2"
     shutil.copytree(run, twin)
     compare([str(run), str(twin)], images=64, **QUIET)
-    page = report(run, **QUIET).read_text()
+    page = report(run).read_text()
     names = sections(page)
     assert {"OIPs", "What each layer knows", "Comparison: compare-r1-vs-r2"} <= set(names)
     assert names.index("What each layer knows") < names.index("OIPs")  # the articles' order
@@ -57,7 +57,7 @@ def test_inspections_and_comparisons_add_their_sections(run, tmp_path):
 def test_names_are_escaped(trained_run, tmp_path):
     folder = tmp_path / "<b>bold</b>"
     shutil.copytree(trained_run, folder)
-    page = report(folder, **QUIET).read_text()
+    page = report(folder).read_text()
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
 
 
@@ -80,7 +80,7 @@ def test_the_errors_section_shows_the_most_frequent_pairs_first_with_readable_ca
     from convlens.jobs.errors import errors
 
     written = errors(run, steps=4, log=lambda *a: None).data["pairs"]
-    page = report(run, **QUIET).read_text()
+    page = report(run).read_text()
     start = page.index('<details id="errors"')
     captions = re.findall(r"<figcaption>([^<]+)</figcaption>", page[start: page.index("</details>", start)])
     expected = [f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images" for p in written]

@@ -57,21 +57,37 @@ class EpochProgress:
         )
 
 
+_live: Progress | None = None  # the bar on screen: rich draws one live display at a time, so inner loops join it
+
+
 def track(items: Iterable, description: str, total: float | None = None, weight=lambda item: 1) -> Iterator:
     """Yield the items while a bar with an ETA shows how far the loop is; nothing is drawn off a terminal.
 
     `weight(item)` is the share of the work an item is (images in a group, say), so the ETA holds
-    when items are of unequal size; it counts once the item's work is done.
+    when items are of unequal size; it counts once the item's work is done. A loop tracked inside
+    another one adds its own line under the outer bar for as long as it runs.
     """
+    global _live
     if not console.is_terminal:
         yield from items
         return
     if total is None:  # else the items may come as they are ready (as_completed), not all at once
         items = list(items)
         total = sum(weight(i) for i in items)
-    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(description, total=total)
+    outermost = _live is None
+    if outermost:
+        _live = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+        _live.start()
+    bar = _live
+    task = bar.add_task(description, total=total)
+    try:
         for item in items:
             yield item
             bar.advance(task, weight(item))
+    finally:
+        if outermost:
+            bar.stop()  # its last frame shows the finished count
+            _live = None
+        else:
+            bar.remove_task(task)

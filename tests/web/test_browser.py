@@ -116,7 +116,7 @@ def test_switching_to_a_fashion_run_shows_its_class_names(page):
 def test_the_report_renders_in_chromium(mnist_run, artifacts, tmp_path):
     run = tmp_path / "fast-mnist"
     shutil.copytree(mnist_run, run)
-    path = report(run, log=lambda *a: None)
+    path = report(run)
     with chromium_page(1400, 900) as page:
         page.goto(path.as_uri())
         images = page.evaluate("[...document.images].map(i => i.naturalWidth)")

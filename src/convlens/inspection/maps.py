@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..layers import layer_table
+from ..progress import track
 from ..speed import INFERENCE_BATCH as BATCH
 from .hooks import capture
 
@@ -37,8 +38,9 @@ def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | Non
 
 
 def iter_maps(model: nn.Module, images: torch.Tensor, layer: str, batch_size: int = BATCH):
-    """Yield (start, maps (B, C, H, W)) of one layer over the images, batch by batch."""
-    for start in range(0, len(images), batch_size):
+    """Yield (start, maps (B, C, H, W)) of one layer over the images, batch by batch, with a bar on a terminal."""
+    for start in track(range(0, len(images), batch_size), f"{layer} maps of {len(images):,} images",
+                       weight=lambda start: min(batch_size, len(images) - start)):
         yield start, feature_maps(model, images[start : start + batch_size], [layer])[layer]
 
 

@@ -20,6 +20,7 @@ from ..draw import inspect_figures as views
 from ..draw.html import Section, render
 from ..inspection import filters
 from ..inspection.maps import feature_maps
+from ..progress import track
 from ..runs import Run
 from ..storage import folder_lock
 from .train import evaluate_run, lr_schedule
@@ -41,13 +42,13 @@ MAX_FIGURES_PER_SECTION = 12
 SAMPLE_CLASSES = (4, 9)  # the articles' pair: a "4" and a "9" look alike to the network
 
 
-def report(run_dir: str | Path, out: str | Path | None = None, log=print) -> Path:
+def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write RUN/report.html (or `out`) and return its path."""
     with folder_lock(Path(run_dir), "convlens report"):
-        return _report(Path(run_dir), out, log)
+        return _report(Path(run_dir), out)
 
 
-def _report(run_dir: Path, out, log) -> Path:
+def _report(run_dir: Path, out) -> Path:
     o = Run(run_dir)
     config, model, history = o.config, o.model, o.history
     # eval wrote metrics.json and its plots; a run without them is evaluated now, writing the same files.
@@ -73,7 +74,6 @@ def _report(run_dir: Path, out, log) -> Path:
             curves.read_bytes() if curves.is_file() else figures.curves(history, lr_schedule(config.train)), "curves",
             wide=True))
     sections.append(_test_section(run_dir, o, metrics))
-    log("drawing feature maps of sample images")
     sections.append(_maps_section(o))
     sections.append(_kernel_section(o))
     for folder in runs.INSPECTIONS:
@@ -126,7 +126,7 @@ def _maps_section(o: Run) -> Section:
                 "one colour range per layer so strengths compare (convlens maps draws any images).")
     maps = feature_maps(o.model, o.test_inputs[picked], o.layers.map_layers)
     titles = [f"#{i}: {o.class_names[o.test_labels[i]]}" for i in picked]
-    for layer, m in maps.items():
+    for layer, m in track(maps.items(), "drawing feature maps of sample images"):
         s.figure(views.feature_map_figure(o.test_images[picked], m, layer, titles), layer, wide=True)
     return s
 

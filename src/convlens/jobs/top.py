@@ -8,6 +8,7 @@ from pathlib import Path
 from ..draw import figures
 from ..draw import inspect_figures as views
 from ..inspection.maps import top_activations
+from ..progress import track
 from ..runs import Run, write_json
 from . import Result, open_run, writes_into_run
 
@@ -22,9 +23,10 @@ def top(run: Run | str | Path, layer: str | None = None, k: int = 9, out: str | 
     field = run.layers[layer].field
     found = top_activations(run.model, run.test_inputs, layer, k=k)
     folder, maps = run.output_folder("top", out), list(range(found.indices.shape[0]))
+    pages = list(enumerate(range(0, len(maps), MAPS_PER_PAGE)))
     files = [figures.save(views.top_figure(run.test_images, found, field, maps[start : start + MAPS_PER_PAGE], layer),
                           folder / f"top_{layer}_{page:02d}.png")
-             for page, start in enumerate(range(0, len(maps), MAPS_PER_PAGE))]
+             for page, start in track(pages, f"drawing {len(pages)} pages of top inputs")]
     data = {"layer": layer, "receptive_field": asdict(field), "indices": found.indices.tolist(),
             "values": found.values.tolist(), "positions": found.positions.tolist()}
     write_json(folder / f"top_{layer}.json", data)
