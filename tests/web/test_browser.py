@@ -107,6 +107,26 @@ def test_hovering_a_map_shows_its_top_inputs(page, artifacts):
     page.screenshot(path=str(artifacts / "live_page.png"), full_page=True)
 
 
+def test_every_tile_carries_its_readable_map_number_inside_its_own_tile(page):
+    shapes = {l["name"]: l for l in page.evaluate("fetch('/api/runs/fast-mnist').then(r => r.json())")["layers"]}
+    tiles = page.evaluate("""(shapes) => [...document.querySelectorAll('canvas[data-layer]')].map(c => {
+        const r = c.getBoundingClientRect(), layer = shapes[c.dataset.layer];
+        const cols = (c.width + 1) / (layer.width + 1), across = r.width / (c.width + 1) * (layer.width + 1);
+        const down = r.height / (c.height + 1) * (layer.height + 1);
+        const spans = [...c.parentElement.querySelectorAll('.numbers span')];
+        return {name: c.dataset.layer, channels: layer.channels, texts: spans.map(s => s.textContent),
+                font: Math.min(...spans.map(s => parseFloat(getComputedStyle(s).fontSize))),
+                outside: spans.filter((s, m) => { const b = s.getBoundingClientRect();
+                    const x0 = r.left + (m % cols) * across, y0 = r.top + Math.floor(m / cols) * down;
+                    return b.left < x0 - 1 || b.right > x0 + across + 1 || b.top < y0 - 1 || b.bottom > y0 + down + 1;
+                }).map(s => s.textContent)};
+    })""", shapes)
+    assert [t["name"] for t in tiles] == list(shapes)
+    for layer in tiles:
+        assert layer["texts"] == [str(m) for m in range(layer["channels"])], layer["name"]
+        assert layer["font"] >= 8 and layer["outside"] == [], layer
+
+
 def test_switching_to_a_fashion_run_shows_its_class_names(page):
     page.select_option("#run", "fashion")
     page.wait_for_function("() => document.getElementById('class').options[9]?.textContent.includes('Ankle boot')")

@@ -241,7 +241,7 @@ function buildLayers() {
     heading.innerHTML = `${layer.name} <small>${layer.channels} maps of ${layer.height}x${layer.width}` +
       `${layer.has_oips ? ", OIPs stored" : ""}</small>`;
     const canvases = state.beside ? [layerCanvas(layer, "beside"), layerCanvas(layer, "live")] : [layerCanvas(layer, "live")];
-    row.append(...canvases);
+    row.append(...canvases.map((canvas) => numbered(canvas, layer)));
     div.append(heading, row);
     box.append(div);
   }
@@ -262,6 +262,24 @@ function layerCanvas(layer, role) {
   canvas.addEventListener("mousemove", (e) => hover(e, layer, canvas));
   canvas.addEventListener("click", (e) => { const m = mapAt(e, layer, canvas); if (m !== null) pin(layer.name, m); });
   return canvas;
+}
+
+function numbered(canvas, layer) {
+  // Each tile's map number in page text over its top-left corner: drawn into the canvas it would be
+  // scaled with the maps' pixels (the 5-px digits of old). The numbers let the pointer through.
+  const cols = columnsFor(layer.channels), rows = Math.ceil(layer.channels / cols);
+  const box = document.createElement("div"), numbers = document.createElement("div");
+  box.className = "tiles";
+  numbers.className = "numbers";
+  numbers.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+  numbers.style.gridTemplateRows = `repeat(${rows}, 1fr)`;
+  for (let m = 0; m < layer.channels; m++) {
+    const label = document.createElement("span");
+    label.textContent = m;
+    numbers.append(label);
+  }
+  box.append(canvas, numbers);
+  return box;
 }
 
 function keepBeside() {
