@@ -33,7 +33,7 @@ demo: install
 		|| $(BIN)/convlens train --model simple --dataset mnist --recipe seed --out $(DEMO_RUN)
 	$(BIN)/convlens report $(DEMO_RUN)
 
-# Run every command of docs/tour.md on fresh runs (about 15 minutes on 2 cores) and redraw its figures.
+# Run every command of docs/tour.md on fresh runs (about 8 minutes on 2 cores), redraw its figures, note its times.
 docs: data browser
 	$(BIN)/python docs/tour_runner.py
 

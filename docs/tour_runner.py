@@ -6,7 +6,8 @@ The commands are read from the ```bash blocks of tour.md, in order, and run from
 folder; each `<!-- figure: SOURCE -> TARGET -->` line copies the file a command wrote next to
 tour.md. `live RUN` as a source is a screenshot of the live page with a drawn "4". The Keras file
 step 14 imports is the articles' net the tests use (tests/fixtures/keras), copied into the folder.
-Each command's wall time is printed as it ends, for the times tour.md quotes.
+Each command's wall time is printed as it ends and written under its block in tour.md, so the
+times the tour quotes are the last `make docs` run's, never guessed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 TOUR = Path(__file__).resolve().parent / "tour.md"
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 FIGURE = re.compile(r"<!-- figure: (.+?) -> (\S+) -->")
+TIMED_BLOCK = re.compile(r"(```bash\n.*?```\n)(\n\*On 2 cores:[^\n]*\*\n)?", re.S)  # a block and its time line
 KERAS_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "keras" / "articles.keras"
 
 
@@ -44,6 +46,22 @@ def commands(text: str) -> list[list[str]]:
 def figures(text: str) -> list[tuple[str, str]]:
     """Return (source, target) of every figure line: the file a command wrote and where the docs show it."""
     return FIGURE.findall(text)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def stamp_times(text: str, seconds: dict[str, float]) -> str:
+    """Write under each bash block how long its commands took ({command line: seconds}; serve is left out)."""
+    def stamped(block: re.Match) -> str:
+        argvs = [shlex.split(line) for line in block.group(1).splitlines() if line.startswith("convlens ")]
+        timed = [argv for argv in argvs if shlex.join(argv) in seconds]
+        if not timed:
+            return block.group(0)
+        each = ", ".join(f"`{argv[1]}` {duration(seconds[shlex.join(argv)])}" for argv in timed)
+        return f"{block.group(1)}\n*On 2 cores: {each}.*\n"
+    return TIMED_BLOCK.sub(stamped, text)
 
 
 def run(argv: list[str], workdir: Path, serve=None, in_process: bool = False) -> None:
@@ -94,11 +112,15 @@ def main() -> None:
     args = parser.parse_args()
     workdir = prepare(Path(args.workdir or tempfile.mkdtemp(prefix="convlens-tour-")))
     text = TOUR.read_text()
+    seconds = {}
     for argv in commands(text):
         print(f"$ {shlex.join(argv)}", flush=True)
         started = time.perf_counter()
         run(argv, workdir)
-        print(f"  {time.perf_counter() - started:.1f} s", flush=True)
+        if argv[1] != "serve":  # the runner does not block on it: its time would mean nothing
+            seconds[shlex.join(argv)] = time.perf_counter() - started
+            print(f"  {seconds[shlex.join(argv)]:.1f} s", flush=True)
+    TOUR.write_text(stamp_times(text, seconds))
     for source, target in figures(text):
         destination = TOUR.parent / target
         destination.parent.mkdir(parents=True, exist_ok=True)

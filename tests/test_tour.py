@@ -101,3 +101,13 @@ def test_the_notebook_runs_top_to_bottom(small_mnist, small_fashion, tmp_path, m
     assert not [o for o in outputs if o.output_type == "error"]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= 10
+
+
+def test_make_docs_writes_each_blocks_times_under_it_and_replaces_the_old_ones():
+    page = "## 13\n\n```bash\nconvlens report runs/tour\nconvlens serve runs/tour\n```\n\nnext\n"
+    once = tour_runner.stamp_times(page, {"convlens report runs/tour": 6.2})
+    assert once == ("## 13\n\n```bash\nconvlens report runs/tour\nconvlens serve runs/tour\n```\n\n"
+                    "*On 2 cores: `report` 6 s.*\n\nnext\n")  # serve blocks: it has no time
+    again = tour_runner.stamp_times(once, {"convlens report runs/tour": 130.0})
+    assert again == once.replace("`report` 6 s", "`report` 2.2 min")
+    assert tour_runner.stamp_times(page, {}) == page
