@@ -138,6 +138,15 @@ def test_train_then_eval_writes_the_whole_run_folder(small_mnist, tmp_path):
     assert json.loads((run / "metrics.json").read_text())["confusion_matrix"] == metrics["confusion_matrix"]
 
 
+def test_a_sweep_in_one_process_counts_its_runs_and_names_each_epoch_line(small_mnist, tmp_path):
+    done = convlens("train", "--dataset", small_mnist, "--val-size", "256", "--epochs", "1", "--seeds", "3,5",
+                    "--jobs", "1", "--out", tmp_path / "simple")
+    assert done.returncode == 0, done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert f"run 1 of 2: {tmp_path / 'simple-s3'}" in said and f"run 2 of 2: {tmp_path / 'simple-s5'}" in said
+    assert "simple-s3 epoch 1/1" in said and "simple-s5 epoch 1/1" in said
+
+
 def test_resume_of_a_finished_run_rejects_other_flags(small_mnist, tmp_path):
     run = tmp_path / "run"
     assert convlens("train", "--dataset", small_mnist, "--val-size", "0", "--epochs", "1", "--out", run).returncode == 0

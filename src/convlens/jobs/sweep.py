@@ -91,8 +91,12 @@ def run_points(sweep: list[Point], jobs: int, log=print) -> list[tuple[Point, di
         raise UserError(f"{jobs} runs at once: it must be between 1 and 64")
     jobs = min(jobs, len(sweep))
     log(f"training {len(sweep)} runs, {jobs} at a time" + (f" in {jobs} processes" if jobs > 1 else ""))
-    if jobs == 1:
-        return [(p, train_run(p.config, p.out)) for p in sweep]
+    if jobs == 1:  # each run draws its own bar, so the overall count is a line per run
+        done = []
+        for k, p in enumerate(sweep):
+            log(f"run {k + 1} of {len(sweep)}: {p.out}")
+            done.append((p, train_run(p.config, p.out)))
+        return done
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_train_point, p.config.to_dict(), str(p.out), threads): k for k, p in enumerate(sweep)}
