@@ -8,7 +8,7 @@ from torch import nn
 
 from convlens.errors import UserError
 from convlens.layers import layer_table
-from convlens.models import PRESETS, build_model, count_params
+from convlens.models import PRESETS, Flatten, build_model, count_params
 
 
 def test_simple_summary_matches_the_articles_exactly():
@@ -83,3 +83,19 @@ def test_num_classes_sets_the_logits():
 def test_malformed_specs_say_what_is_wrong(spec, message):
     with pytest.raises(UserError, match=message):
         build_model(spec)
+
+
+def test_flatten_hands_a_channels_last_input_its_gradient_channels_last_with_the_same_values():
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(3, 8 * 3 * 3)
+    grads = {}
+    for flatten in (nn.Flatten(), Flatten()):
+        pooled = nn.functional.max_pool2d(x.clone().requires_grad_(), 2)
+        pooled.register_hook(lambda grad, kind=type(flatten): grads.setdefault(kind, grad))  # as the pool gets it
+        (flatten(pooled) @ weight.T).square().sum().backward()
+        assert torch.equal(flatten(pooled), pooled.flatten(1))  # channel-major order either way
+    mine, theirs = grads[Flatten], grads[nn.Flatten]
+    assert torch.equal(mine, theirs)
+    assert mine.is_contiguous(memory_format=torch.channels_last) and not theirs.is_contiguous(
+        memory_format=torch.channels_last)
