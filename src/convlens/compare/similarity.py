@@ -53,15 +53,22 @@ def match(similarity: torch.Tensor) -> torch.Tensor:
     return matched
 
 
-def gram(features: torch.Tensor, blocks: int = 4) -> torch.Tensor:
+def gram(features: torch.Tensor) -> torch.Tensor:
     """Return the centred Gram matrix Xc Xc^T (N, N) of features (N, ...), in double.
 
     Cheaper than the feature-space form once a layer has more features than images (conv1: 21,632
-    against 2,000). Only the blocks on and above the diagonal are multiplied, the rest mirrored:
-    10 of 16 products, which took conv1 from 1.8 s to 1.2 s.
+    against 2,000).
     """
     x = features.flatten(1).float()
-    x = x - x.mean(0, keepdim=True)
+    return symmetric_product(x - x.mean(0, keepdim=True), blocks=4)
+
+
+def symmetric_product(x: torch.Tensor, blocks: int) -> torch.Tensor:
+    """Return X X^T (N, N) in double, multiplying only the row blocks on and above the diagonal and mirroring the rest.
+
+    4 blocks (10 of 16 products) took a 2,000-image conv1 Gram from 1.8 s to 1.2 s; at a batch of
+    256, 2 blocks (3 of 4) took 12.8 ms to 10.6 ms, where 3 blocks took 16.5 ms and 4 took 12.2 ms.
+    """
     out = torch.empty(len(x), len(x), dtype=torch.float64)
     edges = torch.linspace(0, len(x), blocks + 1).long().tolist()
     for i in range(blocks):
@@ -125,8 +132,7 @@ def zero_diagonal_gram(maps: torch.Tensor) -> torch.Tensor:
     (N, H*W*C) view instead of being copied into (N, C*H*W).
     """
     x = (maps.permute(0, 2, 3, 1) if maps.dim() == 4 else maps).reshape(len(maps), -1).float()
-    k = x @ x.T
-    return k.fill_diagonal_(0.0).double()
+    return symmetric_product(x, blocks=2).fill_diagonal_(0.0)
 
 
 def unbiased_hsic(ka: torch.Tensor, kb: torch.Tensor) -> torch.Tensor:
