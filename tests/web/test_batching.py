@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -44,6 +45,18 @@ def test_one_batch_answers_each_image_as_alone(live):
     for index, result in zip(indices, batched):
         alone = live.analyse_test_image(index)
         assert result["index"] == index and result["label"] == alone["label"]
+        assert_same_analysis(result, alone)
+
+
+def test_frames_without_attribution_skip_only_the_overlay_in_a_mixed_batch(live):
+    frames = [live.prepare_test_image(i) for i in (3, 0, 7)]
+    frames[1] = dataclasses.replace(frames[1], attribution=False)  # a frame sent mid-stroke
+    batched = live.analyse(frames)
+    assert batched[1]["attribution"] is None
+    for index, result in zip((3, 0, 7), batched):
+        alone = live.analyse_test_image(index)
+        if result["attribution"] is None:
+            result = result | {"attribution": alone["attribution"]}  # all else must be the full analysis
         assert_same_analysis(result, alone)
 
 

@@ -18,7 +18,7 @@ from convlens import runs
 from convlens.data import load_dataset
 from convlens.jobs.report import report
 from convlens.training import predict
-from harness import (DIGIT_STROKES, chromium_available, chromium_page, draw_with_mouse, running_server,
+from harness import (DIGIT_STROKES, DRAW_IN_PAGE, chromium_available, chromium_page, draw_with_mouse, running_server,
                                   wait_until_idle)
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (make test installs it)")
@@ -56,6 +56,25 @@ def test_a_drawn_digit_is_recognised(page, digit, artifacts):
     assert predicted(page) == digit
     assert page.evaluate("window.convlens.latencies.length") >= 1
     page.screenshot(path=str(artifacts / f"live_drawn_{digit}.png"), full_page=True)
+
+
+def test_frames_during_a_stroke_leave_out_the_attribution_and_the_lifted_pen_brings_it(page):
+    page.click("#clear")
+    page.evaluate(DRAW_IN_PAGE, [DIGIT_STROKES[7], 6])
+    wait_until_idle(page)
+    overlays = page.evaluate("window.convlens.timings.map(t => t.overlay)")
+    assert overlays[-1] is True and False in overlays  # frames mid-stroke without, the finished digit with
+    assert sum(overlays) <= len(DIGIT_STROKES[7])  # at most one overlay per stroke
+    lit = """() => { const c = document.getElementById('overlay'), d = c.getContext('2d').getImageData(0, 0, c.width,
+        c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }"""
+    assert page.evaluate(lit) > 0
+    page.uncheck("#show-overlay")
+    page.evaluate(DRAW_IN_PAGE, [DIGIT_STROKES[7][:1], 3])
+    wait_until_idle(page)
+    assert page.evaluate("window.convlens.timings.at(-1).overlay") is False  # a hidden overlay is not computed
+    page.check("#show-overlay")
+    wait_until_idle(page)
+    assert page.evaluate("window.convlens.timings.at(-1).overlay") is True and page.evaluate(lit) > 0
 
 
 def test_every_layer_renders_its_maps(page, served):

@@ -201,13 +201,15 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
         return await analysis(live, live.prepare_upload, body)
 
     @app.post("/api/runs/{name}/drawing")
-    async def drawing(name: str, request: Request, width: int = Query(ge=8, le=1024), height: int = Query(ge=8, le=1024)):
-        """Analyse the pad's raw grey bytes (width x height, bright ink on black), preprocessed like the data set."""
+    async def drawing(name: str, request: Request, width: int = Query(ge=8, le=1024), height: int = Query(ge=8, le=1024),
+                      attribution: bool = Query(True)):
+        """Analyse the pad's raw grey bytes (width x height, bright ink on black), preprocessed like the data set;
+        attribution=false leaves out the overlay (the page's frames during a stroke)."""
         body = await _body(request, ("application/octet-stream",))
         if isinstance(body, JSONResponse):
             return body
         live = await in_model_thread(runs_folder.get, name)
-        return await analysis(live, live.prepare_drawing, body, width, height)
+        return await analysis(live, live.prepare_drawing, body, width, height, attribution)
 
     @app.get("/api/runs/{name}/test")
     async def test_image(name: str, pick: str = Query("index", pattern="^(index|random|class|misclassified)$"),

@@ -10,7 +10,7 @@ import base64
 import io
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -45,11 +45,16 @@ def png_data_url(image_u8: torch.Tensor) -> str:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One image ready for the model: uint8 (C, H, W) or (H, W), when its request began, and what its answer adds."""
+    """One image ready for the model: uint8 (C, H, W) or (H, W), when its request began, and what its answer adds.
+
+    `attribution` False skips the integrated-gradients overlay, about two thirds of an analysis: the
+    page asks for it when the pen lifts, not for every frame of a stroke.
+    """
 
     image: torch.Tensor
     started: float
     extra: dict = field(default_factory=dict)
+    attribution: bool = True
 
 
 class LiveRun:
@@ -124,7 +129,7 @@ class LiveRun:
             return Prepared(decode_colour(data, (height, width)), started)
         return self._prepare_pixels(decode_image(data), started)
 
-    def prepare_drawing(self, data: bytes, width: int, height: int) -> Prepared:
+    def prepare_drawing(self, data: bytes, width: int, height: int, attribution: bool = True) -> Prepared:
         """Preprocess the pad's raw grey bytes (bright ink on black) like the data set.
 
         The pad sends raw bytes rather than a PNG: encoding one in the browser took 3-30 ms per stroke.
@@ -135,7 +140,7 @@ class LiveRun:
         if len(data) != width * height:
             raise UserError(f"a {width}x{height} drawing is {width * height} bytes; the body has {len(data)}")
         pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(height, width).float() / 255.0
-        return self._prepare_pixels(pixels, started)
+        return replace(self._prepare_pixels(pixels, started), attribution=attribution)
 
     def prepare_test_image(self, index: int) -> Prepared:
         """A test image as it is stored (no preprocessing), with its index and true class."""
@@ -151,14 +156,15 @@ class LiveRun:
     def analyse_upload(self, data: bytes) -> dict:
         return self.analyse([self.prepare_upload(data)])[0]
 
-    def analyse_drawing(self, data: bytes, width: int, height: int) -> dict:
-        return self.analyse([self.prepare_drawing(data, width, height)])[0]
+    def analyse_drawing(self, data: bytes, width: int, height: int, attribution: bool = True) -> dict:
+        return self.analyse([self.prepare_drawing(data, width, height, attribution)])[0]
 
     def analyse_test_image(self, index: int) -> dict:
         return self.analyse([self.prepare_test_image(index)])[0]
 
     def analyse(self, images: list[Prepared]) -> list[dict]:
-        """Return, per image: probabilities, every map of every layer, the attribution for the predicted class.
+        """Return, per image: probabilities, every map of every layer, the attribution for the predicted class
+        (None where the image's request did not ask for it).
 
         The images go through the model as one batch: under load the server gathers the requests that
         arrive together (web/batching.py); in batches of 16 an image of `simple` took 2.0 ms, alone 4.4 ms.
@@ -172,7 +178,9 @@ class LiveRun:
                 logits = self.model(x)
                 maps = {name: out[name] for name in self.layers}  # (B, C, H, W) each
             predicted = logits.argmax(1)
-            overlays = attribute(self.model, x, predicted, "ig", steps=ATTRIBUTION_STEPS, completeness=False).maps
+            wanted = [i for i, p in enumerate(images) if p.attribution]
+            overlays = dict(zip(wanted, attribute(self.model, x[wanted], predicted[wanted], "ig", steps=ATTRIBUTION_STEPS,
+                                                  completeness=False).maps)) if wanted else {}
         probabilities = torch.softmax(logits, 1).tolist()
         layers = [_encode_maps(name, m) for name, m in maps.items()]  # per layer, one entry per image
         results = []
@@ -182,7 +190,7 @@ class LiveRun:
                 "probabilities": [round(v, 5) for v in probabilities[i]],
                 "predicted": int(predicted[i]),
                 "layers": [layer[i] for layer in layers],
-                "attribution": _encode_signed(overlays[i]),
+                "attribution": _encode_signed(overlays[i]) if i in overlays else None,
                 "compute_ms": round((time.perf_counter() - p.started) * 1000, 2),
             } | p.extra)
         return results

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   run: null, info: null, last: null, cmap: "gray", lut: null,
   inflight: false, dirty: false, pendingSince: null,   // one request at a time; strokes coalesce
+  penDown: false,  // frames sent during a stroke leave out the attribution overlay: it comes when the pen lifts
   pinned: null, hovered: null, details: new Map(),
   beside: null,  // a result kept to compare with: its maps are drawn beside the live ones
 };
@@ -68,7 +69,7 @@ function setupPad() {
     return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
   };
   pad.addEventListener("pointerdown", (e) => {
-    drawing = true;
+    drawing = state.penDown = true;
     try { pad.setPointerCapture(e.pointerId); } catch { /* synthetic events have no pointer to capture */ }
     const [x, y] = point(e);
     ctx.strokeStyle = "#fff"; ctx.fillStyle = "#fff"; ctx.lineWidth = 10; ctx.lineCap = "round"; ctx.lineJoin = "round";
@@ -82,7 +83,11 @@ function setupPad() {
     ctx.lineTo(x, y); ctx.stroke(); ctx.beginPath(); ctx.moveTo(x, y);
     stroked();
   });
-  const end = () => { drawing = false; };
+  const end = () => {
+    if (!drawing) return;
+    drawing = state.penDown = false;
+    stroked();  // the finished drawing once more, now with its attribution
+  };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
   $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; });
@@ -116,19 +121,19 @@ function sendDrawing() {
   state.inflight = true;
   const started = performance.now();
   const pad = $("pad"), rgba = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
-  const grey = new Uint8Array(pad.width * pad.height);
+  const grey = new Uint8Array(pad.width * pad.height), overlay = !state.penDown && $("show-overlay").checked;
   for (let i = 0; i < grey.length; i++) grey[i] = rgba[i * 4];
   (async () => {
     try {
       const sent = performance.now();
-      const result = await api(runPath(`/drawing?width=${pad.width}&height=${pad.height}`),
+      const result = await api(runPath(`/drawing?width=${pad.width}&height=${pad.height}&attribution=${overlay}`),
                                { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: grey });
       const received = performance.now();
       await show(result);
       const painted = performance.now();
       window.convlens.latencies.push(painted - since);
       window.convlens.timings.push({ queued: started - since, encode: sent - started, request: received - sent,
-                                     server: result.compute_ms, draw: painted - received });
+                                     server: result.compute_ms, draw: painted - received, overlay });
     } catch (err) {
       showError(err.message);
     } finally {
@@ -192,7 +197,8 @@ function drawInput(result) {
   }
   for (const id of ["model-input", "overlay"]) Object.assign($(id), {width, height});
   $("model-input").getContext("2d").putImageData(image, 0, 0);
-  const signed = new Int8Array(decode(result.attribution.data).buffer), overlay = new ImageData(width, height);
+  const overlay = new ImageData(width, height);  // transparent while a stroke goes on: an old overlay would mislead
+  const signed = result.attribution ? new Int8Array(decode(result.attribution.data).buffer) : new Int8Array(size);
   for (let i = 0; i < size; i++) {
     const v = signed[i] / 127;
     overlay.data.set(v >= 0 ? [255, 40, 40, 230 * v] : [40, 110, 255, -230 * v], i * 4);
@@ -436,7 +442,10 @@ async function start() {
     if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
   });
   $("keep").addEventListener("click", keepBeside);
-  $("show-overlay").addEventListener("change", (e) => { $("overlay").style.visibility = e.target.checked ? "visible" : "hidden"; });
+  $("show-overlay").addEventListener("change", (e) => {
+    $("overlay").style.visibility = e.target.checked ? "visible" : "hidden";
+    if (e.target.checked && state.last && !state.last.attribution) { state.dirty = true; sendDrawing(); }  // a drawing sent without it
+  });
   $("run").addEventListener("change", (e) => openRun(e.target.value).catch((err) => showError(err.message)));
   try {
     const listing = await api("/api/runs");
