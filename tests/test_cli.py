@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -183,3 +184,16 @@ def test_class_names_are_taken_in_any_case(tmp_path):
     assert run.first_of_classes([("shirt", 2)]) == run.first_of_classes([("Shirt", 2)])
     with pytest.raises(Exception, match="unknown class 'shrit'; did you mean 'Shirt'\\? classes are 0-9"):
         run.class_index("shrit")
+
+
+def test_a_folder_of_many_written_files_is_one_line_and_a_few_files_are_listed(monkeypatch, tmp_path):
+    from rich.console import Console
+
+    from convlens.cli import flags
+
+    screen = io.StringIO()
+    monkeypatch.setattr(flags, "console", Console(file=screen, soft_wrap=True, width=200))
+    pages = [tmp_path / "top" / f"top_conv3_{k:02d}.png" for k in range(16)]
+    flags.print_written([*pages, tmp_path / "top" / "top_conv3.json", tmp_path / "report.html"])
+    assert screen.getvalue().splitlines() == [
+        f"wrote 17 files in {tmp_path / 'top'}: top_conv3_00.png ... top_conv3.json", f"wrote {tmp_path / 'report.html'}"]

@@ -17,6 +17,7 @@ import io
 import re
 import tokenize
 import typing
+from pathlib import Path
 
 from rich.console import Console
 
@@ -133,6 +134,14 @@ def parse_names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def print_written(files) -> None:
-    for path in files:
-        console.print(f"wrote {path}")
+def print_written(files, listed: int = 4) -> None:
+    """Print each file a command wrote; a folder that got more than `listed` (top's 16 pages) gets one line."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in map(Path, files):
+        by_folder.setdefault(path.parent, []).append(path)
+    for folder, paths in by_folder.items():
+        if len(paths) > listed:
+            console.print(f"wrote {len(paths)} files in {folder}: {paths[0].name} ... {paths[-1].name}")
+            continue
+        for path in paths:
+            console.print(f"wrote {path}")
