@@ -113,5 +113,5 @@ def test_a_recipe_sets_model_and_data_and_flags_given_win():
     from convlens.cli.train import config_from_args
 
     config, given = config_from_args(build_parser().parse_args(["train", "--recipe", "best-fashion", "--epochs", "1"]))
-    assert (config.model.model, config.data.dataset, config.train.augment) == ("vgg-fashion", "fashion-mnist", "flip")
-    assert config.train.epochs == 1 and config.train.cutout == 8 and given == ["train.epochs"]
+    assert (config.model.model, config.data.dataset, config.train.augment) == ("fashion-cnn3", "fashion-mnist", "flip")
+    assert config.train.epochs == 1 and config.train.label_smoothing == 0.1 and given == ["train.epochs"]

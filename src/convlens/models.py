@@ -44,6 +44,9 @@ PRESETS: dict[str, str] = {
     "vgg-mnist": "conv32k3bn-conv32k3bn-pool2-conv64k3bn-conv64k3bn-pool2-flatten-dense10",
     "vgg-fashion": "conv32k3samebn-conv32k3samebn-pool2-conv64k3samebn-conv64k3samebn-pool2-conv128k3samebn-conv128k3bn"
                    "-flatten-dropout0.3-dense10",
+    # One conv per stage and a wide dense layer: a third of vgg-fashion's work per image, so 15 minutes
+    # on 2 cores fit 30 epochs instead of 6 (the best-fashion recipe: 93.75% against 92.56%).
+    "fashion-cnn3": "conv32k3samebn-pool2-conv64k3samebn-pool2-conv128k3samebn-pool2-flatten-dense256bn-dropout0.3-dense10",
     # LeCun et al. 1998 on 28x28 input (padding 2 in the first conv), average pooling, tanh.
     "lenet5": "conv6k5sametanh-avgpool2-conv16k5tanh-avgpool2-flatten-dense120tanh-dense84tanh-dense10",
 }
