@@ -118,8 +118,9 @@ def main() -> None:
         started = time.perf_counter()
         run(argv, workdir)
         if argv[1] != "serve":  # the runner does not block on it: its time would mean nothing
-            seconds[shlex.join(argv)] = time.perf_counter() - started
-            print(f"  {seconds[shlex.join(argv)]:.1f} s", flush=True)
+            line = shlex.join(argv)
+            seconds[line] = time.perf_counter() - started
+            print(f"  {seconds[line]:.1f} s", flush=True)
     TOUR.write_text(stamp_times(text, seconds))
     for source, target in figures(text):
         destination = TOUR.parent / target

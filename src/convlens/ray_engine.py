@@ -54,6 +54,13 @@ def start(address: str | None):
     return ray
 
 
+def _room(ray, gpus: float = 0) -> int:
+    """Return how many tasks of THREADS cores (and `gpus` GPUs each) the cluster runs at once; at least 1."""
+    held = ray.cluster_resources()
+    room = max(1, int(held.get("CPU", THREADS) // THREADS))
+    return max(1, min(room, int(held.get("GPU", gpus) // gpus))) if gpus else room
+
+
 def train_on_ray(configs: list[dict], outs: list[Path], gpus: float, address: str | None):
     """Train each config as a Ray task; write each finished run folder to its out; yield (index, metrics) as
     the runs land, in the order they finish."""
@@ -62,10 +69,7 @@ def train_on_ray(configs: list[dict], outs: list[Path], gpus: float, address: st
     task = ray.remote(num_cpus=THREADS, num_gpus=gpus, max_retries=RETRIES)(_train_task)
     # Ray lends a task's cores to the next one while it waits on the store, so a sweep submitted whole
     # ran two 2-thread runs on 2 cores (epochs 55-70 s instead of 12 s): submit only what the cluster holds.
-    held = ray.cluster_resources()
-    room = max(1, int(held.get("CPU", THREADS) // THREADS))
-    if gpus:
-        room = max(1, min(room, int(held.get("GPU", gpus) // gpus)))
+    room = _room(ray, gpus)
     waiting = list(enumerate(zip(configs, outs)))
     pending = {}
     while waiting or pending:
@@ -147,7 +151,7 @@ def study_on_ray(models: list, images, conv_layers: list[str], cka_layers: list[
     The models and images travel once through the object store; each task sends back only its sums.
     """
     ray = start(address)
-    room = max(1, int(ray.cluster_resources().get("CPU", THREADS) // THREADS))
+    room = _room(ray)
     shares = [starts[k::room] for k in range(min(room, len(starts)))]
     models_ref, images_ref = ray.put(models), ray.put(images)
     task = ray.remote(num_cpus=THREADS)(_study_task)

@@ -8,6 +8,7 @@ map of every other), and each run's Gram matrices give minibatch CKA between all
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -102,11 +103,12 @@ class Sums:
 
 @torch.no_grad()
 def study_sums(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str], cka_layers: list[str],
-               starts: list[int], batch: int = BATCH) -> Sums:
+               starts: Iterable[int], batch: int = BATCH) -> Sums:
     """Return the Sums of the batches of images that begin at `starts`: each batch goes once through every model."""
     moments: dict[str, Moments] = {}
     hsic = torch.zeros(len(models) * len(cka_layers), len(models) * len(cka_layers), dtype=torch.float64)
-    for start in starts:
+    batches = 0
+    for batches, start in enumerate(starts, 1):
         xb = images[start : start + batch]
         maps = [feature_maps(m, xb, cka_layers) for m in models]
         for layer in conv_layers:
@@ -119,7 +121,7 @@ def study_sums(models: list[nn.Module], images: torch.Tensor, conv_layers: list[
             moments[layer].add(columns.float())
         grams = torch.stack([zero_diagonal_gram(m[layer]) for m in maps for layer in cka_layers])  # (M*L, n, n)
         hsic += unbiased_hsic(grams, grams)
-    return Sums(moments, hsic, len(starts))
+    return Sums(moments, hsic, batches)
 
 
 def study(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str], cka_layers: list[str],
@@ -128,10 +130,7 @@ def study(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str],
 
     each_batch wraps the list of batch starts: a progress bar, for instance.
     """
-    sums = None
-    for start in each_batch(batch_starts(len(images), batch)):
-        part = study_sums(models, images, conv_layers, cka_layers, [start], batch)
-        sums = part if sums is None else sums + part
+    sums = study_sums(models, images, conv_layers, cka_layers, each_batch(batch_starts(len(images), batch)), batch)
     return finish(sums, len(models), conv_layers, cka_layers)
 
 

@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   run: null, info: null, last: null, cmap: "gray", lut: null,
   inflight: false, dirty: false, pendingSince: null,   // one request at a time; strokes coalesce
-  penDown: false,  // frames sent during a stroke leave out the attribution overlay: it comes when the pen lifts
+  penDown: false,  // the pen is on the pad: frames sent meanwhile leave out the attribution overlay
   pinned: null, hovered: null, details: new Map(),
   beside: null,  // a result kept to compare with: its maps are drawn beside the live ones
 };
@@ -58,7 +58,6 @@ const decode = (b64) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
 // ---------- drawing pad ----------
 function setupPad() {
   const pad = $("pad"), ctx = pad.getContext("2d", { willReadFrequently: true });
-  let drawing = false;
   const clear = () => {  // an empty pad shows its hint; the first stroke or a loaded image hides it
     ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height);
     $("pad-hint").hidden = false;
@@ -69,7 +68,7 @@ function setupPad() {
     return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
   };
   pad.addEventListener("pointerdown", (e) => {
-    drawing = state.penDown = true;
+    state.penDown = true;
     try { pad.setPointerCapture(e.pointerId); } catch { /* synthetic events have no pointer to capture */ }
     const [x, y] = point(e);
     ctx.strokeStyle = "#fff"; ctx.fillStyle = "#fff"; ctx.lineWidth = 10; ctx.lineCap = "round"; ctx.lineJoin = "round";
@@ -78,14 +77,14 @@ function setupPad() {
     stroked();
   });
   pad.addEventListener("pointermove", (e) => {
-    if (!drawing) return;
+    if (!state.penDown) return;
     const [x, y] = point(e);
     ctx.lineTo(x, y); ctx.stroke(); ctx.beginPath(); ctx.moveTo(x, y);
     stroked();
   });
   const end = () => {
-    if (!drawing) return;
-    drawing = state.penDown = false;
+    if (!state.penDown) return;
+    state.penDown = false;
     stroked();  // the finished drawing once more, now with its attribution
   };
   pad.addEventListener("pointerup", end);
