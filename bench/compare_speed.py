@@ -7,11 +7,13 @@ and the per-layer answer to "do two trainings learn the same filters?".
 Then CKA alone, side by side with torch-cka 0.21 on the same work (issue 20: >= 5x faster): the CKA of
 every compared layer of A with every one of B on the 2,000 images in batches of 256, forward passes
 included. torch-cka makes each Gram matrix of B once per layer of A and multiplies n x n matrices per
-pair; convlens makes each once per batch and needs n**2 per pair. Both results are checked equal.
+pair; convlens makes each once per batch and needs n**2 per pair, and reduces each batch's maps to their
+Grams before the next batch runs. Both results are checked equal.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -21,7 +23,8 @@ import torch
 from convlens import RunConfig, load_dataset, load_run, train
 from convlens.compare import compare_models
 from convlens.compare.runs_compare import agreement
-from convlens.compare.similarity import gram, linear_cka, minibatch_cka
+from convlens.compare.similarity import gram, linear_cka
+from convlens.compare.study import minibatch_cka
 from convlens.inspection.maps import feature_maps
 from convlens.speed import images_to_device
 
@@ -56,13 +59,13 @@ def main() -> None:
     cka_side_by_side(dirs, x, c.cka_layers)
 
 
-def cka_side_by_side(dirs: list[str], x: torch.Tensor, layers: list[str], repeats: int = 3) -> None:
+def cka_side_by_side(dirs: list[str], x: torch.Tensor, layers: list[str], repeats: int = 5) -> None:
     from torch.utils.data import DataLoader, TensorDataset
     from torch_cka import CKA
 
     def ours_minibatch():
         a, b = (load_run(d).model for d in dirs)
-        return minibatch_cka(list(feature_maps(a, x, layers).values()), list(feature_maps(b, x, layers).values()))
+        return minibatch_cka(a, b, x, layers)
 
     def ours_full():
         a, b = (load_run(d).model for d in dirs)
@@ -75,18 +78,19 @@ def cka_side_by_side(dirs: list[str], x: torch.Tensor, layers: list[str], repeat
             cka.compare(DataLoader(TensorDataset(x), batch_size=256), DataLoader(TensorDataset(x), batch_size=256))
         return cka.export()["CKA"]
 
-    seconds, results = {}, {}
-    for name, work in (("torch-cka 0.21, minibatch", reference), ("convlens, minibatch", ours_minibatch),
-                       ("convlens, full batch", ours_full)):
-        times = []
-        for _ in range(repeats):
+    # Rounds take turns, so a drift in this shared machine's speed falls on all three alike.
+    works = {"torch-cka 0.21, minibatch": reference, "convlens, minibatch": ours_minibatch,
+             "convlens, full batch": ours_full}
+    times, results = {name: [] for name in works}, {}
+    for _ in range(repeats):
+        for name, work in works.items():
             start = time.perf_counter()
             results[name] = work()
-            times.append(time.perf_counter() - start)
-        seconds[name] = min(times)
+            times[name].append(time.perf_counter() - start)
+    seconds = {name: statistics.median(t) for name, t in times.items()}
     base = seconds["torch-cka 0.21, minibatch"]
     difference = (results["convlens, minibatch"] - results["torch-cka 0.21, minibatch"].float()).abs().max()
-    print(f"CKA {len(layers)}x{len(layers)} on {len(x)} images, batches of 256, best of {repeats} "
+    print(f"CKA {len(layers)}x{len(layers)} on {len(x)} images, batches of 256, median of {repeats} rounds "
           f"(largest difference between the two minibatch results {difference:.1e}):")
     for name, value in seconds.items():
         print(f"  {name:28s} {value:6.2f} s   {base / value:5.1f}x torch-cka")

@@ -97,29 +97,6 @@ def linear_cka(grams_a: list[torch.Tensor], grams_b: list[torch.Tensor]) -> torc
 
 
 
-def minibatch_cka(maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], batch: int = 256) -> torch.Tensor:
-    """Return minibatch linear CKA (Nguyen et al. 2021; torch-cka's estimator) between every layer of A and of B.
-
-    HSIC is estimated without bias on each batch of images from the Gram matrices with zeroed
-    diagonals, averaged over the batches, and CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)). Each
-    layer's Gram matrix is made once per batch, not once per pair, and the pairs' trace(KL) terms are
-    one product of the flattened Grams, so a pair costs batch**2 multiplications, not batch**3.
-    """
-    starts = batch_starts(len(maps_a[0]), batch)
-    if not starts:
-        raise ValueError(f"minibatch CKA needs at least 4 images, not {len(maps_a[0])}")
-    hsic = torch.zeros(len(maps_a), len(maps_b), dtype=torch.float64)
-    self_a = torch.zeros(len(maps_a), dtype=torch.float64)
-    self_b = torch.zeros(len(maps_b), dtype=torch.float64)
-    for start in starts:
-        ka = torch.stack([zero_diagonal_gram(m[start : start + batch]) for m in maps_a])  # (La, n, n)
-        kb = torch.stack([zero_diagonal_gram(m[start : start + batch]) for m in maps_b])  # (Lb, n, n)
-        hsic += unbiased_hsic(ka, kb) / len(starts)
-        self_a += unbiased_hsic(ka, ka).diagonal() / len(starts)
-        self_b += unbiased_hsic(kb, kb).diagonal() / len(starts)
-    return (hsic / (self_a[:, None] * self_b[None, :]).sqrt().clamp(min=1e-30)).float()
-
-
 def batch_starts(images: int, batch: int) -> list[int]:
     """Return where each batch starts; a last batch of fewer than 4 images is left out (the estimator needs 4)."""
     return [s for s in range(0, images, batch) if images - s >= 4]

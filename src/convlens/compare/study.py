@@ -134,12 +134,37 @@ def study(models: list[nn.Module], images: torch.Tensor, conv_layers: list[str],
     return finish(sums, len(models), conv_layers, cka_layers)
 
 
+def minibatch_cka(a: nn.Module, b: nn.Module, images: torch.Tensor, layers: list[str], batch: int = BATCH) -> torch.Tensor:
+    """Return minibatch linear CKA (Nguyen et al. 2021; torch-cka's estimator) (La, Lb) of every layer of a with every
+    layer of b: a study of the two models without map correlations.
+
+    Each batch goes through both models and is reduced to its Gram matrices at once, so maps never
+    pile up: 2,000 images of `simple`, two models, 0.9 s instead of 1.2-1.4 s with all maps made first
+    (a forward pass of 2,000 images at once runs at half the speed of batches of 256, whose maps stay
+    in cache).
+    """
+    starts = batch_starts(len(images), batch)
+    if not starts:
+        raise ValueError(f"minibatch CKA needs at least 4 images, not {len(images)}")
+    cka = cka_of(study_sums([a, b], images, [], layers, starts, batch))
+    return cka[: len(layers), len(layers) :].float()
+
+
+def cka_of(sums: Sums) -> torch.Tensor:
+    """Return CKA (M*L, M*L) of every model's layer with every other from the HSIC summed over the batches.
+
+    HSIC is estimated without bias on each batch (Song et al. 2012), averaged over the batches, and
+    CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)).
+    """
+    hsic = sums.hsic / sums.batches
+    norms = hsic.diagonal().clamp(min=1e-30).sqrt()
+    return hsic / (norms[:, None] * norms[None, :])
+
+
 def finish(sums: Sums, count: int, conv_layers: list[str], cka_layers: list[str]) -> Study:
     """Return the Study that the Sums of all batches of images give."""
-    hsic = sums.hsic / sums.batches
     layers = len(cka_layers)
-    norms = hsic.diagonal().clamp(min=1e-30).sqrt()
-    cka = (hsic / (norms[:, None] * norms[None, :])).reshape(count, layers, count, layers)
+    cka = cka_of(sums).reshape(count, layers, count, layers)
     same_layer = cka.diagonal(dim1=1, dim2=3)  # (M, M, L): layer l of i against layer l of j
     correlations, silent = {}, {}
     for layer, m in sums.moments.items():
