@@ -13,7 +13,7 @@ from PIL import Image
 from convlens.errors import UserError
 from convlens.runs import load_run
 from convlens.training import predict
-from convlens.web.preprocess import MAX_UPLOAD_BYTES, decode_image, fit_whole, mnist_style, to_uint8
+from convlens.web.preprocess import MAX_UPLOAD_BYTES, _resize, decode_image, fit_whole, mnist_style, to_uint8
 
 
 def centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
@@ -50,6 +50,16 @@ def test_the_centre_of_mass_not_the_box_is_centred():
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
     cols = torch.nonzero(out.sum(0) > 0).flatten()
     assert len(cols) == 10 and int(cols[0]) > 9  # right of where centring the box would put it (column 9)
+
+
+@pytest.mark.parametrize("shape, size", [((104, 84), (20, 16)), ((37, 200), (4, 20)), ((20, 20), (20, 20)),
+                                         ((7, 3), (20, 9)), ((12, 30), (28, 70)), ((40, 10), (20, 30)), ((1, 1), (20, 20))])
+def test_resampling_matches_torch_interpolate_area_when_shrinking_and_bilinear_when_growing(shape, size):
+    image = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    shrinks = size[0] <= shape[0] and size[1] <= shape[1]
+    expected = F.interpolate(image[None, None], size=size, mode="area" if shrinks else "bilinear",
+                             **({} if shrinks else {"align_corners": False}))[0, 0].clamp(0, 1)
+    torch.testing.assert_close(torch.from_numpy(_resize(image.numpy(), *size)), expected, atol=1e-6, rtol=0)
 
 
 def test_an_empty_drawing_stays_black():

@@ -76,8 +76,7 @@ class RunFolder:
 
     def get(self, name: str) -> LiveRun:
         """Return an open run by a name the listing would hold; checked on that one folder, not by a rescan."""
-        if not self._is_run(name):
-            raise NotFound(f"no run named '{name[:130]}'; GET /api/runs lists them")
+        self._check(name)
         with self._lock:
             if name not in self._open:
                 self._open[name] = LiveRun(self.folder / name)
@@ -85,6 +84,19 @@ class RunFolder:
                     self._open.popitem(last=False)
             self._open.move_to_end(name)
             return self._open[name]
+
+    def get_open(self, name: str) -> LiveRun | None:
+        """Return the run if it is open already, else None: no loading, so the event loop may call it."""
+        self._check(name)
+        with self._lock:
+            live = self._open.get(name)
+            if live is not None:
+                self._open.move_to_end(name)
+            return live
+
+    def _check(self, name: str) -> None:
+        if not self._is_run(name):
+            raise NotFound(f"no run named '{name[:130]}'; GET /api/runs lists them")
 
 
 class LimitsAndHeaders:
@@ -146,6 +158,11 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
 
     batcher = Batcher(in_model_thread, max_batch)
 
+    async def open_run(name: str) -> LiveRun:
+        # Loading a run is model work; an open one is found on the event loop, without a turn on the
+        # model thread behind the batch it is running.
+        return runs_folder.get_open(name) or await in_model_thread(runs_folder.get, name)
+
     async def analysis(live: LiveRun, prepare, *args) -> Response:
         return _json(await batcher.analyse(live, prepare, *args))
 
@@ -188,7 +205,7 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
 
     @app.get("/api/runs/{name}")
     async def run_info(name: str):
-        live = await in_model_thread(runs_folder.get, name)
+        live = await open_run(name)
         return await answer(live.info)
 
     @app.post("/api/runs/{name}/analyse")
@@ -197,7 +214,7 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
         body = await _body(request, IMAGE_TYPES)
         if isinstance(body, JSONResponse):
             return body
-        live = await in_model_thread(runs_folder.get, name)
+        live = await open_run(name)
         return await analysis(live, live.prepare_upload, body)
 
     @app.post("/api/runs/{name}/drawing")
@@ -208,14 +225,14 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
         body = await _body(request, ("application/octet-stream",))
         if isinstance(body, JSONResponse):
             return body
-        live = await in_model_thread(runs_folder.get, name)
+        live = await open_run(name)
         return await analysis(live, live.prepare_drawing, body, width, height, attribution)
 
     @app.get("/api/runs/{name}/test")
     async def test_image(name: str, pick: str = Query("index", pattern="^(index|random|class|misclassified)$"),
                          index: int = Query(0, ge=0, le=10_000_000), label: int | None = Query(None, ge=0, le=1000),
                          seed: int = Query(0, ge=0, le=2**31 - 1)):
-        live = await in_model_thread(runs_folder.get, name)
+        live = await open_run(name)
         if pick != "index":
             generator = torch.Generator().manual_seed(seed)
             index = await in_model_thread(live.pick_test_image, pick, label, generator)
@@ -224,7 +241,7 @@ def create_app(folder: Path, default_run: str | None = None, allowed_hosts: list
     @app.get("/api/runs/{name}/maps/{layer}/{map_index}")
     async def map_detail(name: str, layer: str = PathParam(pattern=r"^[A-Za-z0-9_.]{1,64}$"),
                          map_index: int = PathParam(ge=0, le=100_000)):
-        live = await in_model_thread(runs_folder.get, name)
+        live = await open_run(name)
         return await answer(live.map_detail, layer, map_index)
 
     return app

@@ -6,7 +6,6 @@ layer, so a whole network's maps for one image are about 60 kB instead of a mega
 
 from __future__ import annotations
 
-import base64
 import io
 import threading
 import time
@@ -15,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pybase64
 import torch
 from PIL import Image
 
@@ -31,16 +31,20 @@ TOP_INPUTS = 8  # real test images shown per map
 
 
 def b64(array: np.ndarray | torch.Tensor) -> str:
-    """Return the raw bytes of an array as base64 text."""
+    """Return the raw bytes of an array as base64 text.
+
+    pybase64's SIMD encoder: one image's maps of `simple` (37.5 kB) in 4 us, where the base64 module
+    took 56 us, a seventh of the model thread's time per frame (2-core AMD EPYC, AVX2).
+    """
     data = array.numpy() if isinstance(array, torch.Tensor) else array
-    return base64.b64encode(np.ascontiguousarray(data).tobytes()).decode("ascii")
+    return pybase64.b64encode_as_string(np.ascontiguousarray(data).data)
 
 
 def png_data_url(image_u8: torch.Tensor) -> str:
     """Return a uint8 image (H, W) as a PNG data URL."""
     buffer = io.BytesIO()
     Image.fromarray(image_u8.numpy()).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + pybase64.b64encode_as_string(buffer.getbuffer())
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class LiveRun:
             raise UserError("this model takes colour images; upload or drop a PNG or JPEG instead of drawing")
         if len(data) != width * height:
             raise UserError(f"a {width}x{height} drawing is {width * height} bytes; the body has {len(data)}")
-        pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(height, width).float() / 255.0
+        pixels = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).reshape(height, width) / np.float32(255.0))
         return replace(self._prepare_pixels(pixels, started), attribution=attribution)
 
     def prepare_test_image(self, index: int) -> Prepared:
@@ -249,12 +253,13 @@ class LiveRun:
 
 def _encode_maps(name: str, maps: torch.Tensor) -> list[dict]:
     """Return each image's maps of a layer (B, C, H, W) as uint8 scaled by that image's peak in the layer, so
-    maps compare within a layer; one tensor operation for the whole batch."""
+    maps compare within a layer; the arithmetic is one pass for the whole batch, and each image is a numpy
+    view of it (indexing the torch tensor per image cost 5 us a layer)."""
     _, c, h, w = maps.shape
     peaks = maps.amax((1, 2, 3))  # (B,)
-    divisors = torch.where(peaks > 0, peaks, torch.ones_like(peaks))[:, None, None, None]  # an all-zero layer stays 0
-    scaled = (maps.clamp(min=0) / divisors * 255).round().to(torch.uint8).contiguous()
-    map_peaks = maps.amax((2, 3)).double().mul(1e4).round().div(1e4).tolist()  # (B, C), 4 decimals
+    scales = 255 / torch.where(peaks > 0, peaks, torch.ones_like(peaks))[:, None, None, None]  # an all-zero layer stays 0
+    scaled = maps.clamp(min=0).mul_(scales).round_().to(torch.uint8).contiguous().numpy()  # (B, C, H, W)
+    map_peaks = np.round(maps.amax((2, 3)).numpy().astype(np.float64), 4).tolist()  # (B, C), 4 decimals
     return [{"name": name, "channels": c, "height": h, "width": w, "peak": round(peak, 5),
              "map_peaks": map_peaks[i], "data": b64(scaled[i])}
             for i, peak in enumerate(peaks.tolist())]
