@@ -1,6 +1,6 @@
 """Live page speed (issue 7): stroke-to-maps latency in Chromium, server compute, and a 50-client load test.
 
-usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--load-only] [--json PATH]
+usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--load-only] [--baseline-src DIR] [--json PATH]
        (default RUN: trains `simple` for 2 epochs first)
 
 1. Server compute, in this process: LiveRun.analyse_drawing on 300 drawings (test digits scaled up to
@@ -15,7 +15,9 @@ usage: python bench/web_speed.py [RUN] [--clients 50] [--seconds 30] [--load-onl
    same session (issue 20: 50 clients, p95 <= 150 ms and >= 5x the baseline's requests/s; one client
    alone p95 <= 30 ms, measured with --clients 1):
    - the baseline, as the page was: every drawing with its attribution, each analysis alone
-     (`serve --max-batch 1`);
+     (`serve --max-batch 1`), or, with --baseline-src, served by another source tree: the code as it
+     was when issue 20 was filed is `git worktree add /tmp/issue20 0ec38d9`, then
+     `--baseline-src /tmp/issue20/src`;
    - the same requests with dynamic batching;
    - the page as it is: a client draws strokes of STROKE_SECONDS, sending frames back to back without
      the attribution overlay and, when the pen lifts, the finished drawing with it; batched.
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import re
 import statistics
@@ -41,6 +45,7 @@ from convlens import RunConfig, train
 from convlens.web.live import LiveRun
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser harness lives with the tests
+from epoch_profile import cpu_description  # noqa: E402 - a sibling script, on the path when this one runs
 from harness import DIGIT_STROKES, DRAW_IN_PAGE, chromium_page, draw_with_mouse, running_server, wait_until_idle  # noqa: E402
 
 
@@ -193,26 +198,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="times each digit is drawn in the browser")
     parser.add_argument("--load-only", action="store_true", help="run the load test alone (no browser)")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--baseline-src", help="serve the baseline from this source tree (its src folder) instead of "
+                                               "this one with --max-batch 1: the code as it was, measured in this run")
     args = parser.parse_args()
     run_dir = args.run or tempfile.mkdtemp() + "/simple-mnist"
     if not args.run:
         train(RunConfig(), out=run_dir, progress=False)
     run = run_dir.rstrip("/").split("/")[-1]
-    result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_description(),
+              "baseline": args.baseline_src or "this code, each analysis alone (--max-batch 1)"}
     if not args.load_only:
         result["server_compute"] = server_compute(run_dir)
     bodies = drawings(LiveRun(run_dir), 64)
-    with running_server(run_dir, 60.0, "--max-batch", "1") as url:
+    with baseline_server(run_dir, args.baseline_src) as url:
         result["load_unbatched"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies))
     with running_server(run_dir) as url:
         if not args.load_only:
             result["browser"] = browser_latency(url, args.repeats)
         result["load"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies))
         result["load_strokes"] = asyncio.run(load_test(url, run, args.clients, args.seconds, bodies, strokes=True))
-    print(f"torch {result['torch']}, {result['threads']} threads")
+    print(f"torch {result['torch']}, {result['cpu']}")
     if not args.load_only:
         print_latencies(result)
-    for name, load in (("each analysis alone", result["load_unbatched"]), ("batched", result["load"]),
+    baseline = f"the code in {args.baseline_src}" if args.baseline_src else "each analysis alone"
+    for name, load in ((baseline, result["load_unbatched"]), ("batched", result["load"]),
                        ("batched, the page's strokes", result["load_strokes"])):
         print(f"load, {name}: {load['clients']} clients for {load['seconds']:.0f} s: {load['requests']} requests "
               f"({load['requests_per_s']:.0f}/s), {load['errors']} errors, p50 {load['p50_ms']:.0f} ms, "
@@ -226,6 +235,25 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+
+
+@contextlib.contextmanager
+def baseline_server(run_dir: str, source: str | None):
+    """Yield the URL of the baseline server: this code analysing each drawing alone, or another source tree's."""
+    if source is None:
+        with running_server(run_dir, 60.0, "--max-batch", "1") as url:
+            yield url
+        return
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(Path(source).resolve())  # ahead of this checkout's editable install
+    try:
+        with running_server(run_dir, 60.0) as url:
+            yield url
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def print_latencies(result: dict) -> None:

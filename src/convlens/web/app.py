@@ -50,6 +50,10 @@ SECURITY_HEADERS = {
 }
 
 
+# The headers as ASGI sends them, encoded once rather than for every answer.
+_SECURITY_RAW = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+_SECURITY_NAMES = {k for k, _ in _SECURITY_RAW}
+
 MODEL_THREADS = min(2, os.cpu_count() or 1)
 
 
@@ -118,9 +122,8 @@ class LimitsAndHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.decode().title() not in SECURITY_HEADERS]
-                message = message | {"headers": headers + [(k.lower().encode(), v.encode())
-                                                           for k, v in SECURITY_HEADERS.items()]}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _SECURITY_NAMES]
+                message = message | {"headers": headers + _SECURITY_RAW}
             await send(message)
 
         started = False

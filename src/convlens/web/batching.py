@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI reads MAX_BATCH for its --help without loading torch
     from .live import LiveRun, Prepared
 
-# Images per forward pass. Measured for `simple` on one thread (2-core Xeon, AVX-512): per image
-# 4.4 ms alone, 2.5 ms in 4s, 2.0 ms in 16s, 2.8 ms in 32s (the IG steps of 32 images leave the cache).
-MAX_BATCH = 16
+# Images per forward pass. When every image carried its attribution overlay, 16 was best (`simple` on
+# one thread, 2-core Xeon with AVX-512: per image 4.4 ms alone, 2.0 ms in 16s, 2.8 ms in 32s, whose
+# IG steps left the cache). The page now sends most frames without it: with one frame in five
+# carrying it, per image 537-568 us in 16s, 444-459 us in 32s, 350-376 us in 64s (2-core AMD EPYC,
+# AVX2), and 50 clients drawing strokes got p95 134-143 ms at 32 against 144-153 ms at 16 and 64.
+MAX_BATCH = 32
 
 
 @dataclass
