@@ -37,7 +37,7 @@ demo: install
 docs: data browser
 	$(BIN)/python docs/tour_runner.py
 
-# All tests, the slow ones included (about 16 minutes on 2 cores; make test-fast skips the slow ones).
+# All tests, the slow ones included (16-19 minutes on 2 cores; make test-fast skips the slow ones).
 test: data browser
 	$(BIN)/python -m pytest -q
 

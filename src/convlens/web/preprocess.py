@@ -114,7 +114,8 @@ def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
 
 
 # The steps below run in numpy on arrays of a few thousand pixels, every frame of a stroke: there
-# torch's per-call overhead was most of the time (a 140x140 pad: 250 us in torch, 60 us in numpy).
+# torch's per-call overhead was most of the time (fitting a digit drawn on the 140x140 pad: 200 us in
+# torch calls, 90 us in numpy; 2-core AMD EPYC, AVX2).
 
 def _fit_ink(pixels: np.ndarray, box: int) -> np.ndarray | None:
     """Return the ink cropped and resized so its longer side is `box` pixels, aspect kept; None without ink."""
@@ -139,10 +140,8 @@ def _crop_to_ink(pixels: np.ndarray) -> np.ndarray | None:
 def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
     """Return the image (H, W) resampled to (h, w) as torch's interpolate would: "area" when it shrinks (the NIST
     digits were anti-aliased), else bilinear; one product with a resampling matrix per axis."""
-    shrink = h <= image.shape[0] and w <= image.shape[1]
-    rows, cols = (_area_weights if shrink else _bilinear_weights)(image.shape[0], h), \
-        (_area_weights if shrink else _bilinear_weights)(image.shape[1], w)
-    return np.clip(rows @ image @ cols.T, 0, 1)
+    weights = _area_weights if h <= image.shape[0] and w <= image.shape[1] else _bilinear_weights
+    return np.clip(weights(image.shape[0], h) @ image @ weights(image.shape[1], w).T, 0, 1)
 
 
 @functools.lru_cache(maxsize=1024)  # frames of one stroke mostly share their sizes
