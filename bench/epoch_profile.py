@@ -11,8 +11,6 @@ as Markdown with the CPU's flags, so figures from different machines stay apart.
 from __future__ import annotations
 
 import argparse
-import platform
-import re
 import time
 from pathlib import Path
 
@@ -21,18 +19,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from convlens import RunConfig, train
 from convlens.config import RECIPES
-from convlens.speed import cpu_has_fast_bf16
+from convlens.speed import cpu_description, cpu_has_fast_bf16
 
 PHASES = ("data", "forward", "backward", "optimizer")
-
-
-def cpu_description() -> str:
-    """Return the CPU's model name and the vector/matrix flags that decide its speed."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = re.search(r"model name\s*:\s*(.+)", text)
-    flags = set(re.search(r"flags\s*:\s*(.+)", text)[1].split()) if "flags" in text else set()
-    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name[1] if name else platform.processor()}, {torch.get_num_threads()} threads, flags: {' '.join(shown)}"
 
 
 def profile_epoch(recipe: str) -> tuple[float, dict[str, float], list[tuple[str, float, int]]]:

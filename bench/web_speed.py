@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from convlens import RunConfig, train
+from convlens.speed import cpu_description
 from convlens.web.live import LiveRun
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser harness lives with the tests
-from epoch_profile import cpu_description  # noqa: E402 - a sibling script, on the path when this one runs
 from harness import DIGIT_STROKES, DRAW_IN_PAGE, chromium_page, draw_with_mouse, running_server, wait_until_idle  # noqa: E402
 
 

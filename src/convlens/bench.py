@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .config import RECIPES, RunConfig
 from .data import load_dataset
 from .models import build_model
-from .speed import resolve_device
+from .speed import cpu_description, resolve_device
 from .training import evaluate, train
 
 TARGET = 0.99
@@ -106,6 +106,6 @@ def device_name(device: str) -> str:
     dev = resolve_device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"CPU, {torch.get_num_threads()} threads"
+    return cpu_description()
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import platform
+import re
 from pathlib import Path
 
 import torch
@@ -30,13 +32,28 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 @functools.cache
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""  # not Linux: no flags known, so no bf16 units assumed
+
+
+def _cpu_flags() -> set[str]:
+    found = re.search(r"flags\s*:\s*(.+)", _cpuinfo())
+    return set(found[1].split()) if found else set()
+
+
 def cpu_has_fast_bf16() -> bool:
     """Return whether this CPU has bf16 matrix units (AMX or AVX512-BF16), read from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+
+
+def cpu_description() -> str:
+    """Return the CPU's model name, thread count and the vector/matrix flags that decide its speed, for speed figures."""
+    name = re.search(r"model name\s*:\s*(.+)", _cpuinfo())
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in _cpu_flags()]
+    return f"{name[1] if name else platform.processor()}, {torch.get_num_threads()} threads, flags: {' '.join(shown)}"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
