@@ -1,4 +1,4 @@
-"""Minibatch CKA agrees with torch-cka, the reference implementation of the same estimator."""
+"""Minibatch CKA agrees with the estimator written out in float64, and with torch-cka, the reference implementation."""
 
 from __future__ import annotations
 
