@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -244,16 +245,9 @@ def baseline_server(run_dir: str, source: str | None):
         with running_server(run_dir, 60.0, "--max-batch", "1") as url:
             yield url
         return
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(Path(source).resolve())  # ahead of this checkout's editable install
-    try:
-        with running_server(run_dir, 60.0) as url:
-            yield url
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
+    # The server inherits the environment: PYTHONPATH comes ahead of this checkout's editable install.
+    with mock.patch.dict(os.environ, {"PYTHONPATH": str(Path(source).resolve())}), running_server(run_dir, 60.0) as url:
+        yield url
 
 
 def print_latencies(result: dict) -> None:

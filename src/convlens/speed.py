@@ -39,6 +39,7 @@ def _cpuinfo() -> str:
         return ""  # not Linux: no flags known, so no bf16 units assumed
 
 
+@functools.cache
 def _cpu_flags() -> set[str]:
     found = re.search(r"flags\s*:\s*(.+)", _cpuinfo())
     return set(found[1].split()) if found else set()
