@@ -97,11 +97,28 @@ def test_a_picked_test_image_is_predicted_as_by_eval(page, mnist_run):
     expected = predict(model, ds.test_images).argmax(1)
     wrong = (expected != ds.test_labels).nonzero().flatten().tolist()
     for index in (0, 1234, wrong[0]):
+        # The pick's own answer, not the opening image #0's: an answer still on its way would set #index after the fill.
+        shown = page.evaluate("window.convlens.updates")
         page.fill("#index", str(index))
         page.click("#pick-index")
-        page.wait_for_function(f"() => document.getElementById('source').textContent.includes('#{index},')")
+        page.wait_for_function(f"""() => window.convlens.updates > {shown} &&
+            document.getElementById('source').textContent.includes('#{index},')""")
         assert predicted(page) == int(expected[index])
     assert "misclassified as" in page.text_content("#source")
+
+
+def test_an_older_answer_arriving_late_never_overwrites_a_newer_pick(page, mnist_run):
+    """Two picks in quick succession can be answered out of order (two connections, one server batch): the
+    page shows the newer one. The older request is held back in the page, so it is sure to arrive last."""
+    page.evaluate("""() => { const fetch = window.fetch; window.fetch = (url, options) => url.includes('index=5&') ||
+        url.endsWith('index=5') ? new Promise((r) => setTimeout(r, 500)).then(() => fetch(url, options)) : fetch(url, options); }""")
+    for index in (5, 1234):
+        page.fill("#index", str(index))
+        page.click("#pick-index")
+    page.wait_for_function("() => window.convlens.stale === 1")  # the held answer has come, and was dropped
+    expected = predict(runs.load_run(mnist_run).model, load_dataset("mnist").test_images[[1234]]).argmax(1)
+    assert "#1234," in page.text_content("#source") and page.input_value("#index") == "1234"
+    assert predicted(page) == int(expected[0])
 
 
 def test_uploading_a_non_image_shows_the_error(page, tmp_path):

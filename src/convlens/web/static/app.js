@@ -9,9 +9,10 @@ const state = {
   penDown: false,  // the pen is on the pad: frames sent meanwhile leave out the attribution overlay
   pinned: null, hovered: null, details: new Map(),
   beside: null,  // a result kept to compare with: its maps are drawn beside the live ones
+  asked: 0, answered: 0,  // tickets of the newest image request sent, and of the newest one shown
 };
 // Stroke-to-maps latencies in ms, and where they went, read by the latency bench and the browser tests.
-window.convlens = { latencies: [], timings: [], updates: 0 };
+window.convlens = { latencies: [], timings: [], updates: 0, stale: 0 };
 window.convlensIdle = () => !state.inflight && !state.dirty;
 
 // ---------- server ----------
@@ -20,6 +21,19 @@ async function api(path, options) {
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
   return body;
+}
+// An image's answer, or null when a newer request's answer has been shown already. Answers can arrive out of
+// order (each request has its own connection, and the server batches them): a late older one is dropped.
+async function newest(path, options) {
+  const ticket = ++state.asked;
+  const outcome = await api(path, options).then((result) => ({ result }), (error) => ({ error }));
+  if (ticket < state.answered) {
+    window.convlens.stale++;
+    return null;
+  }
+  state.answered = ticket;
+  if (outcome.error) throw outcome.error;
+  return outcome.result;
 }
 const runPath = (suffix) => `/api/runs/${encodeURIComponent(state.run)}${suffix}`;
 
@@ -125,8 +139,9 @@ function sendDrawing() {
   (async () => {
     try {
       const sent = performance.now();
-      const result = await api(runPath(`/drawing?width=${pad.width}&height=${pad.height}&attribution=${overlay}`),
-                               { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: grey });
+      const result = await newest(runPath(`/drawing?width=${pad.width}&height=${pad.height}&attribution=${overlay}`),
+                                  { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: grey });
+      if (!result) return;
       const received = performance.now();
       await show(result);
       const painted = performance.now();
@@ -145,7 +160,8 @@ function sendDrawing() {
 // ---------- test images and uploads ----------
 async function pickTest(query, describe, intoPad = true) {
   try {
-    const result = await api(runPath(`/test?${query}`));
+    const result = await newest(runPath(`/test?${query}`));
+    if (!result) return;
     const editable = intoPad && state.info.input_shape[0] === 1;
     if (editable) state.loadPad(result); else state.clearPad();
     await show(result);
@@ -162,9 +178,10 @@ const randomSeed = () => Math.floor(Math.random() * 2 ** 31);
 
 async function upload(file) {
   try {
-    const result = await api(runPath("/analyse"), {
+    const result = await newest(runPath("/analyse"), {
       method: "POST", headers: { "Content-Type": file.type || "application/octet-stream" }, body: file,
     });
+    if (!result) return;
     state.clearPad();
     await show(result);
     $("source").textContent = `uploaded ${file.name}, preprocessed the way the data set was made`;
