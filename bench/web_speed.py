@@ -143,7 +143,6 @@ async def load_test(url, run: str, clients: int, seconds: float, bodies: list[by
     drawing is a stroke of frames as the page sends them; without, one request with its attribution."""
     latencies: list[float] = []
     errors: list[str] = []
-    deadline = time.monotonic() + seconds
     host, port = url.removeprefix("http://").split(":")
 
     async def client(k: int) -> None:
@@ -183,6 +182,7 @@ async def load_test(url, run: str, clients: int, seconds: float, bodies: list[by
     await Connection(host, int(port)).request("GET", f"/api/runs/{run}/maps/conv1/0")  # the top-input table is built once
     rss_before = resident_mb(url.pid)
     started = time.monotonic()
+    deadline = started + seconds  # after the warm-up, so the clients get all of `seconds`
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.monotonic() - started
     return {"clients": clients, "seconds": elapsed, "requests": len(latencies), "errors": len(errors),
