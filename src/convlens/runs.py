@@ -101,10 +101,16 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     path = run_dir / CHECKPOINT
     tensors, meta = load_tensors(path)
     load_weights_into(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
+            param = params[int(index)]
+            if value.shape == param.shape:
+                # Laid out as its parameter: the fused steps walk memory, not strides, so a contiguous
+                # moment of a channels_last kernel would update the wrong weights.
+                value = torch.empty_like(param, dtype=value.dtype).copy_(value)
             state.setdefault(int(index), {})[name] = value
     full = optimizer.state_dict()
     full["state"] = state

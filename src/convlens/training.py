@@ -37,10 +37,14 @@ class TrainResult:
 def make_optimizer(model: nn.Module, c) -> torch.optim.Optimizer:
     """Return the optimizer the config names; its lr is set every step by the schedule."""
     params = list(model.parameters())
+    # fused: one kernel for all parameters instead of a few ops per tensor. On the 2-core AVX2 EPYC, a step
+    # of fast-mlp's Adam took 1.1-1.3 ms for-loop, 0.52 ms foreach, 0.18 ms fused; `fast`'s epoch, 8
+    # alternating rounds: median 3.74 s against 4.15 s. simple's SGD step: 0.21-0.25 ms, 0.10 ms fused.
+    # Fused steps read their moments' memory as laid out as the parameter: see runs.load_checkpoint.
     if c.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0, fused=True)
     if c.optimizer == "adam":
-        return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2))
+        return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), fused=True)
     # Keras' RMSprop defaults: rho 0.9, eps 1e-7.
     return torch.optim.RMSprop(params, lr=c.lr, alpha=0.9, eps=1e-7, momentum=c.momentum)
 
