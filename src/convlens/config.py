@@ -154,7 +154,7 @@ RECIPES: dict[str, dict[str, dict]] = {
     # Speed first: 99% in one epoch. The fast-mlp net (a strided 5x5 first conv cuts the work 3x) with
     # the one-epoch settings of the public MNIST record: Adam betas (0.7, 0.9), OneCycle, batch 256, plus
     # label smoothing. 5 seeds: 99.13-99.23% test, 2.4-3.0 s each on a 2-core Xeon (AVX-512, no bf16);
-    # 99.12-99.15%, 3.9-5.2 s each on a 2-core AMD EPYC (AVX2 only).
+    # 99.12-99.25%, 3.9-5.2 s each on a 2-core AMD EPYC (AVX2 only) over three runs of the 5 seeds.
     # Tried and dropped (3 seeds each): fast itself with Adam or SGD, any lr (98.6-98.96%), batch 512
     # (one seed at 98.99%), wider convs (twice the time, 98.9-99.0%).
     "fast": {"model": {"model": "fast-mlp"}, "train": dict(
