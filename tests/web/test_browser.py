@@ -109,9 +109,12 @@ def test_a_picked_test_image_is_predicted_as_by_eval(page, mnist_run):
 
 def test_an_older_answer_arriving_late_never_overwrites_a_newer_pick(page, mnist_run):
     """Two picks in quick succession can be answered out of order (two connections, one server batch): the
-    page shows the newer one. The older request is held back in the page, so it is sure to arrive last."""
-    page.evaluate("""() => { const fetch = window.fetch; window.fetch = (url, options) => url.includes('index=5&') ||
-        url.endsWith('index=5') ? new Promise((r) => setTimeout(r, 500)).then(() => fetch(url, options)) : fetch(url, options); }""")
+    page shows the newer one. The older request is held back in the page until the newer one is shown."""
+    page.evaluate("""() => { const fetch = window.fetch, before = window.convlens.updates;
+        const newerShown = () => new Promise((go) => { const t = setInterval(() => {
+            if (window.convlens.updates > before) { clearInterval(t); go(); } }, 10); });
+        window.fetch = (url, options) => url.endsWith('index=5') ? newerShown().then(() => fetch(url, options))
+                                                                  : fetch(url, options); }""")
     for index in (5, 1234):
         page.fill("#index", str(index))
         page.click("#pick-index")
