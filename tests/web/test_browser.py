@@ -48,6 +48,16 @@ def predicted(page) -> int:
     return int(page.get_attribute("#prediction", "data-class"))
 
 
+def pick_index(page, index: int) -> None:
+    """Pick test image `index` and wait for that pick's own answer: the page opens on image #0, and an answer
+    still on its way would set #index back after the next fill."""
+    shown = page.evaluate("window.convlens.updates")
+    page.fill("#index", str(index))
+    page.click("#pick-index")
+    page.wait_for_function(f"""() => window.convlens.updates > {shown} &&
+        document.getElementById('source').textContent.includes('#{index},')""")
+
+
 @pytest.mark.parametrize("digit", [1, 7])
 def test_a_drawn_digit_is_recognised(page, digit, artifacts):
     page.click("#clear")
@@ -97,12 +107,7 @@ def test_a_picked_test_image_is_predicted_as_by_eval(page, mnist_run):
     expected = predict(model, ds.test_images).argmax(1)
     wrong = (expected != ds.test_labels).nonzero().flatten().tolist()
     for index in (0, 1234, wrong[0]):
-        # The pick's own answer, not the opening image #0's: an answer still on its way would set #index after the fill.
-        shown = page.evaluate("window.convlens.updates")
-        page.fill("#index", str(index))
-        page.click("#pick-index")
-        page.wait_for_function(f"""() => window.convlens.updates > {shown} &&
-            document.getElementById('source').textContent.includes('#{index},')""")
+        pick_index(page, index)
         assert predicted(page) == int(expected[index])
     assert "misclassified as" in page.text_content("#source")
 
@@ -195,9 +200,7 @@ def test_the_report_renders_in_chromium(mnist_run, artifacts, tmp_path):
 def test_first_load_hints_the_pad_a_picked_image_lands_in_it_and_conv1_tiles_are_not_smaller(page, served):
     url, _ = served
     assert page.is_visible("#pad-hint") and page.text_content("#pad-hint") == "draw a digit here"
-    page.fill("#index", "3")  # not 0: the page shows test image 0 on load, so '#0,' would be there already
-    page.click("#pick-index")
-    page.wait_for_function("() => document.getElementById('source').textContent.includes('#3,')")
+    pick_index(page, 3)
     assert not page.is_visible("#pad-hint") and "draw on it to edit it" in page.text_content("#source")
     ink = page.evaluate("""() => { const c = document.getElementById('pad');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -216,16 +219,12 @@ def test_first_load_hints_the_pad_a_picked_image_lands_in_it_and_conv1_tiles_are
 def test_an_image_kept_beside_is_compared_with_the_next_one(page):
     pixels = """(selector) => { const c = document.querySelector(selector);
         return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.slice(0, 4000)); }"""
-    page.fill("#index", "4")  # a 4
-    page.click("#pick-index")
-    page.wait_for_function("() => document.getElementById('source').textContent.includes('#4,')")
+    pick_index(page, 4)  # a 4
     four = page.evaluate(pixels, 'canvas[data-layer="conv1"]')
     page.click("#keep")
     assert page.text_content("#keep") == "Stop comparing"
     assert "test image #4" in page.text_content("#layers h2")
-    page.fill("#index", "7")  # a 9
-    page.click("#pick-index")
-    page.wait_for_function("() => document.getElementById('source').textContent.includes('#7,')")
+    pick_index(page, 7)  # a 9
     assert page.evaluate(pixels, 'canvas[data-beside-layer="conv1"]') == four  # the kept 4, unchanged
     assert page.evaluate(pixels, 'canvas[data-layer="conv1"]') != four  # the 9, live
     assert page.locator("canvas[data-beside-layer]").count() == page.locator("canvas[data-layer]").count()
