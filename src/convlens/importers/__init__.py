@@ -49,7 +49,7 @@ def detect(path: Path) -> str:
             raise UserError(f"{path} is a damaged zip archive (truncated?); save or copy the model again") from None
         if "config.json" in names:
             return "keras"
-        if any(n.endswith("archive_format") for n in names):
+        if any(n.endswith(("archive_format", "serialized_exported_program.json")) for n in names):
             return "torch-export"
     if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":  # an ONNX protobuf opens with its ir_version field
         return "onnx"
