@@ -30,18 +30,19 @@ SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatte
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu", "elu", "linear", "gelu", "softplus", "swish", "silu")
 
 
+MAX_FILE_BYTES = 2 * 2**30  # a model file, or its weights inside a .keras: VGG16 is 0.55 GB
+
+
 def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
     """Return (model config, {layer name: its weights in Keras's order}, Keras version) of a .keras or .h5 file."""
-    import h5py  # here, not at the top: every command opens runs, few read Keras files
-
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 config = json.loads(archive.read("config.json"))
                 meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
-                with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+                with _hdf5(archive.read("model.weights.h5"), path) as f:
                     return config, _keras3_weights(config, f), meta.get("keras_version", "3")
-        with h5py.File(path, "r") as f:
+        with _hdf5(path.read_bytes(), path) as f:
             if "model_config" not in f.attrs:
                 raise UserError(f"{path} is an HDF5 file without a model_config: weights only? save the whole "
                                 "model with model.save()")
@@ -52,6 +53,44 @@ def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise UserError(f"{path} is not a readable Keras model ({type(e).__name__}: {e}); save it again with "
                         "model.save('model.keras')") from None
+
+
+def _hdf5(data: bytes, path: Path):
+    """Return the HDF5 file in `data`, opened from memory, after refusing anything that reaches outside it.
+
+    HDF5 can keep a dataset's bytes in another file (external storage), map it from other files
+    (virtual datasets) and link to other files or paths (external and soft links); h5py follows
+    them all, so a hostile file could read /etc/passwd into the weights. Every link and dataset is
+    checked before any dataset is read.
+    """
+    import h5py  # here, not at the top: every command opens runs, few read Keras files
+
+    f = h5py.File(io.BytesIO(data), "r")
+    problem = f.visititems_links(lambda name, link: _outside(f, name, link))  # the first answer ends the walk
+    if problem:
+        f.close()
+        raise UserError(f"{path}: {problem}; refused")
+    return f
+
+
+def _outside(f, name: str, link) -> str | None:
+    """Return what at this link reaches outside the file or past any model's size, or None where nothing does."""
+    import h5py
+
+    if not isinstance(link, h5py.HardLink):
+        target = f"{link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) else link.path
+        return f"'{name}' is an HDF5 {type(link).__name__} to {target}, and convlens reads only what is inside the file"
+    item = f[name]
+    if not isinstance(item, h5py.Dataset):
+        return None
+    if item.external:
+        return f"dataset '{name}' keeps its values in {item.external[0][0]!s} (HDF5 external storage), outside the file"
+    if item.is_virtual:
+        return f"dataset '{name}' maps its values from other files (HDF5 virtual dataset), outside the file"
+    if item.size * item.dtype.itemsize > MAX_FILE_BYTES:
+        return (f"dataset '{name}' declares shape {item.shape} ({item.size * item.dtype.itemsize / 2**30:.0f} GiB), "
+                "more than any model's weights")
+    return None
 
 
 def _layers(config: dict) -> list[dict]:
