@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -100,6 +101,43 @@ def _cannot_write(path: Path, e: Exception) -> WriteError:
     # safetensors' error carries the OS's words after "I/O error: "; an OSError has them as strerror.
     reason = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1]
     return WriteError(f"cannot write {path}: {reason}; the previous version, if any, is intact")
+
+
+class Refused(ValueError):
+    """A file inside a folder was not read: it is a link, not a regular file, too large or not what it claims."""
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_inside(root: Path, path: Path, max_bytes: int, signature: bytes = b"") -> bytes:
+    """Return the bytes of a regular file inside `root`, reached without following any link; raise Refused why not.
+
+    A run folder comes from anyone: a `*.png` there may be a symlink to a secret, /dev/zero or a
+    FIFO. The path must resolve to itself below `root`, the file is opened without following a
+    link and without blocking, and must be a regular file of at most `max_bytes` opening with `signature`.
+    """
+    try:
+        relative = Path(path).relative_to(root)
+    except ValueError:
+        raise Refused("outside the folder") from None
+    root = Path(root).resolve()  # the folder itself may be a link: the user named it
+    if Path(os.path.realpath(root / relative)) != root / relative:
+        raise Refused("a symbolic link, or inside a linked folder")
+    try:
+        fd = os.open(root / relative, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise Refused(e.strerror or type(e).__name__) from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused("not a regular file")
+        if info.st_size > max_bytes:
+            raise Refused(f"{info.st_size:,} bytes, over the {max_bytes:,} allowed")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes or not data.startswith(signature):
+        raise Refused("over the size allowed" if len(data) > max_bytes else "not the file type its name says")
+    return data
 
 
 def file_sha256(path: Path) -> str:

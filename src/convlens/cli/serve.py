@@ -34,7 +34,7 @@ def add(sub) -> None:
 def run_report(args) -> None:
     from ..jobs.report import report
 
-    path = report(args.run, args.out)
+    path = report(args.run, args.out, log=console.print)
     console.print(f"wrote {path}  (open it in a browser; it works offline)")
 
 

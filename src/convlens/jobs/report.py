@@ -9,6 +9,8 @@ errors, kernels, comparisons that name this run), in the order of the article se
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,7 +24,7 @@ from ..inspection import filters
 from ..inspection.maps import feature_maps
 from ..progress import track
 from ..runs import Run
-from ..storage import folder_lock
+from ..storage import PNG_SIGNATURE, Refused, folder_lock, read_inside
 from .train import evaluate_run, lr_schedule
 
 # What each inspection's sub-folder (runs.INSPECTIONS, in the order of the articles) shows: {folder: (title, intro)}.
@@ -39,17 +41,42 @@ ARTIFACTS = {
     "errors": ("Misclassification explorer", "convlens errors: misclassified images explained towards both classes."),
 }
 MAX_FIGURES_PER_SECTION = 12
+MAX_INLINED_PNG = 32 * 2**20  # bytes; the largest figure convlens draws is a few MB
 SAMPLE_CLASSES = (4, 9)  # the articles' pair: a "4" and a "9" look alike to the network
 
 
-def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write RUN/report.html (or `out`) and return its path."""
+@dataclass
+class Inlined:
+    """Reads the PNGs a report inlines: regular files inside their own folder, never through a link."""
+
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (file, why), shown in the report
+
+    def png(self, root: Path, path: Path) -> bytes | None:
+        """Return the PNG's bytes, or None (noting why) for a link, a device, a FIFO, a huge or a non-PNG file."""
+        try:
+            return read_inside(root, path, MAX_INLINED_PNG, PNG_SIGNATURE)
+        except Refused as e:
+            self.left_out.append((str(path), str(e)))
+            return None
+
+    def figure(self, s: Section, root: Path, path: Path, caption: str, wide: bool = False) -> None:
+        if (data := self.png(root, path)) is not None:
+            s.figure(data, caption, wide=wide)
+
+    def drawn_unless_safe(self, root: Path, path: Path, draw):
+        """Return the file's PNG where it is a safe one, else a freshly drawn figure."""
+        return (self.png(root, path) if os.path.lexists(path) else None) or draw()
+
+
+def report(run_dir: str | Path, out: str | Path | None = None, log=print) -> Path:
+    """Write RUN/report.html (or `out`) and return its path; say which files were left out, and why."""
     with folder_lock(Path(run_dir), "convlens report"):
-        return _report(Path(run_dir), out)
+        return _report(Path(run_dir), out, log)
 
 
-def _report(run_dir: Path, out) -> Path:
+def _report(run_dir: Path, out, log) -> Path:
     o = Run(run_dir)
+    files = Inlined()
     config, model, history = o.config, o.model, o.history
     # eval wrote metrics.json and its plots; a run without them is evaluated now, writing the same files.
     metrics = o.metrics or evaluate_run(run_dir, dataset=o.dataset, model=model)
@@ -71,9 +98,9 @@ def _report(run_dir: Path, out) -> Path:
         curves = run_dir / runs.PLOTS / runs.CURVES
         sections.append(Section("Training", "training", "Loss and accuracy per epoch, training against validation, "
                                 "and the learning rate the schedule set.").figure(
-            curves.read_bytes() if curves.is_file() else figures.curves(history, lr_schedule(config.train)), "curves",
-            wide=True))
-    sections.append(_test_section(run_dir, o, metrics))
+            files.drawn_unless_safe(run_dir, curves, lambda: figures.curves(history, lr_schedule(config.train))),
+            "curves", wide=True))
+    sections.append(_test_section(run_dir, o, metrics, files))
     sections.append(_maps_section(o))
     sections.append(_kernel_section(o))
     for folder in runs.INSPECTIONS:
@@ -81,12 +108,12 @@ def _report(run_dir: Path, out) -> Path:
         if not (pngs := sorted((run_dir / folder).glob("*.png"))):
             continue
         if o.inspection_is_current(run_dir / folder):
-            sections.append(_artifact_section(folder, title, intro, pngs, run_dir))
+            sections.append(_artifact_section(folder, title, intro, pngs, run_dir, files))
         else:  # drawn from weights this run no longer has (it trained further since): shown as stale, not as fact
             sections.append(Section(title, folder, f"{intro} The {len(pngs)} figures in {run_dir / folder} were made "
                                     "from earlier weights of this run; run that command again to redraw them."))
     for compare_dir, comparison in _comparisons(run_dir):
-        sections.append(_compare_section(compare_dir, comparison))
+        sections.append(_compare_section(compare_dir, comparison, files))
     sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.",
                             folded=True)
                     .table(["layer", "type", "output", "params", "receptive field", "jump"],
@@ -96,6 +123,12 @@ def _report(run_dir: Path, out) -> Path:
                             folded=True)
                     .pairs([(f"{section}.{name}", value) for section, fields in config.to_dict().items()
                             for name, value in fields.items()]))
+    if files.left_out:
+        sections.append(Section("Files left out", "left-out", "Files in the run that were not inlined: convlens "
+                                "inlines only regular PNG files inside their folder, never through a link.")
+                        .table(["file", "why"], [list(f) for f in files.left_out], numeric_from=2))
+        log(f"left out {len(files.left_out)} file(s) that are not plain PNGs inside the run, e.g. "
+            f"{files.left_out[0][0]} ({files.left_out[0][1]}); the report lists them")
     page = render(f"convlens report: {run_dir.name}", f"{config.model.model} on {config.data.dataset}, {run_dir}",
                   cards, sections)
     path = Path(out) if out else run_dir / runs.REPORT
@@ -103,19 +136,18 @@ def _report(run_dir: Path, out) -> Path:
     return path
 
 
-def _test_section(run_dir: Path, o: Run, metrics: dict) -> Section:
+def _test_section(run_dir: Path, o: Run, metrics: dict, files: Inlined) -> Section:
     s = Section("Test set", "test", f"{len(o.test_labels):,} test images of {metrics['dataset']}; most confused "
                 "(true→predicted): " + ", ".join(f"{p['true']}→{p['pred']} ({p['count']})"
                                                  for p in metrics["most_confused"][:5]) + ".")
     s.table(["class", "accuracy", "images"], [[name, f"{a:.2%}", int((o.test_labels == k).sum())]
                                              for k, (name, a) in enumerate(metrics["per_class_accuracy"].items())])
     plots = run_dir / runs.PLOTS
-    if (plots / runs.CONFUSION).is_file():
-        s.figure((plots / runs.CONFUSION).read_bytes(), "confusion matrix (rows: true class)")
-    else:
-        s.figure(figures.confusion(metrics["confusion_matrix"], o.class_names), "confusion matrix (rows: true class)")
-    if (plots / runs.MISCLASSIFIED).is_file():
-        s.figure((plots / runs.MISCLASSIFIED).read_bytes(), "misclassified: predicted (true)", wide=True)
+    s.figure(files.drawn_unless_safe(run_dir, plots / runs.CONFUSION,
+                                     lambda: figures.confusion(metrics["confusion_matrix"], o.class_names)),
+             "confusion matrix (rows: true class)")
+    if os.path.lexists(plots / runs.MISCLASSIFIED):
+        files.figure(s, run_dir, plots / runs.MISCLASSIFIED, "misclassified: predicted (true)", wide=True)
     return s
 
 
@@ -140,7 +172,8 @@ def _kernel_section(o: Run) -> Section:
     return s.figure(views.deep_kernels_figure(weight, filters.kernel_norms(weight), first), f"{first} kernel norms")
 
 
-def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run_dir: Path) -> Section:
+def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run_dir: Path,
+                      files: Inlined) -> Section:
     s = Section(title, folder, intro, folded=True)
     captions = {png.name: _caption(png, folder) for png in pngs}
     if folder == "errors" and (run_dir / folder / "errors.json").is_file():  # most frequent error first, as written
@@ -150,7 +183,7 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
         order = {name: k for k, name in enumerate(captions)}
         pngs = sorted(pngs, key=lambda png: order[png.name])
     for png in pngs[:MAX_FIGURES_PER_SECTION]:
-        s.figure(png.read_bytes(), captions[png.name], wide=True)
+        files.figure(s, run_dir, png, captions[png.name], wide=True)
     if len(pngs) > MAX_FIGURES_PER_SECTION:
         s.text(f"{len(pngs) - MAX_FIGURES_PER_SECTION} more figures in {run_dir / folder}.")
     if folder == "probe" and (run_dir / folder / "probe.json").is_file():
@@ -171,10 +204,12 @@ def _comparisons(run_dir: Path) -> list[tuple[Path, dict]]:
     mine = run_dir.resolve()
     found = []
     for path in sorted(run_dir.resolve().parent.glob("compare-*/compare.json")):
+        if path.parent.is_symlink():
+            continue  # a linked folder may hold anything; only real sibling comparisons are shown
         try:
-            report = json.loads(path.read_text())
+            report = json.loads(read_inside(path.parent, path, MAX_INLINED_PNG))
             named = report["runs"].values()
-        except (OSError, ValueError, KeyError, AttributeError):
+        except (Refused, ValueError, KeyError, AttributeError):
             continue  # an unreadable comparison is left out, not fatal to the report
         if any(Path(p).resolve() == mine for p in named):
             found.append((path.parent, report))
@@ -186,7 +221,7 @@ def _partner_share(layer: dict) -> float:
     return layer["share_with_partner"] if "share_with_partner" in layer else layer["share_at_least_0.8"]
 
 
-def _compare_section(folder: Path, report: dict) -> Section:
+def _compare_section(folder: Path, report: dict, files: Inlined) -> Section:
     s = Section(f"Comparison: {folder.name}", folder.name, "convlens compare: maps matched one to one by activation "
                 f"correlation; mean matched r / share with a partner (r >= {PARTNER_R}) / same order, per layer, over "
                 "maps live in both runs; and prediction agreement.")
@@ -196,5 +231,5 @@ def _compare_section(folder: Path, report: dict) -> Section:
             + [f"{p['prediction_agreement']:.2%}"] for pair, p in report["pairs"].items()]
     s.table(["pair"] + layers + ["agreement"], rows, numeric_from=1)
     for png in sorted(folder.glob("*.png"))[:MAX_FIGURES_PER_SECTION]:
-        s.figure(png.read_bytes(), png.name, wide=True)
+        files.figure(s, folder, png, png.name, wide=True)
     return s
