@@ -21,6 +21,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import UserError
+from ..storage import file_sha256
 from . import keras, onnx, torch_export
 from .graph import GraphNet
 
@@ -44,8 +45,9 @@ def detect(path: Path) -> str:
         return "keras"
     if head.startswith(b"PK"):
         try:
-            names = zipfile.ZipFile(path).namelist()
-        except zipfile.BadZipFile:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError, ValueError, EOFError):  # all damage
             raise UserError(f"{path} is a damaged zip archive (truncated?); save or copy the model again") from None
         if "config.json" in names:
             return "keras"
@@ -59,19 +61,25 @@ def detect(path: Path) -> str:
 def import_file(path: str | Path, mean: list[float] | None = None, std: list[float] | None = None) -> Imported:
     """Return the model in a file as a GraphNet, with `mean`/`std` (in [0, 1] pixel units) applied first if given."""
     path = Path(path)
-    if path.is_dir() or not path.is_file():
-        raise UserError(f"model file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    if not path.is_file():  # a FIFO or a device named .keras would hang or never end: only regular files are read
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise UserError(f"model file {path} {what}; give the path of a saved model")
     kind = detect(path)
-    if kind == "keras":
-        config, weights, version = keras.read(path)
-        graph, tensors = keras.to_graph(config, weights)
-    elif kind == "onnx":
-        graph, tensors, version = onnx.to_graph(onnx.read(path))
-    else:
-        graph, tensors = torch_export.to_graph(torch_export.load(path))
-        version = torch.__version__
-    return _finish(graph, tensors, mean, std, {"format": kind, "file": path.name,
-                                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    try:
+        if kind == "keras":
+            config, weights, version = keras.read(path)
+            graph, tensors = keras.to_graph(config, weights)
+        elif kind == "onnx":
+            graph, tensors, version = onnx.to_graph(onnx.read(path))
+        else:
+            graph, tensors = torch_export.to_graph(torch_export.load(path))
+            version = torch.__version__
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        # The file parsed, but what it describes is not shaped like a model of its format (a config.json that
+        # is a list, a layer without a class_name, a dict where a name belongs): the file's fault, not ours.
+        raise UserError(f"{path} describes its model in a form {FORMATS[kind]} files never take "
+                        f"({type(e).__name__}: {str(e)[:120]}); save or export it again") from None
+    return _finish(graph, tensors, mean, std, {"format": kind, "file": path.name, "sha256": file_sha256(path),
                                                "importer": f"convlens-{kind} {IMPORTER_VERSION}",
                                                "framework_version": version})
 

@@ -24,25 +24,27 @@ import torch
 
 from ..errors import UserError
 from .graph import FORMAT, VERSION, GraphNet, fuse, module_name
+from .limits import unpacked_limit
 
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalAveragePooling2D", "Dense",
              "Dropout", "BatchNormalization", "Activation", "ReLU", "Rescaling", "Add")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu", "elu", "linear", "gelu", "softplus", "swish", "silu")
 
 
-MAX_FILE_BYTES = 2 * 2**30  # a model file, or its weights inside a .keras: VGG16 is 0.55 GB
-
-
 def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
     """Return (model config, {layer name: its weights in Keras's order}, Keras version) of a .keras or .h5 file."""
+    limit = unpacked_limit(path.stat().st_size)
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
+                if (unpacked := sum(info.file_size for info in archive.infolist())) > limit:
+                    raise UserError(f"{path} unpacks to {unpacked:,} bytes, far more than a model of its size "
+                                    "(a zip bomb?); refused")
                 config = json.loads(archive.read("config.json"))
                 meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
-                with _hdf5(archive.read("model.weights.h5"), path) as f:
+                with _hdf5(archive.read("model.weights.h5"), path, limit) as f:
                     return config, _keras3_weights(config, f), meta.get("keras_version", "3")
-        with _hdf5(path.read_bytes(), path) as f:
+        with _hdf5(path.read_bytes(), path, limit) as f:
             if "model_config" not in f.attrs:
                 raise UserError(f"{path} is an HDF5 file without a model_config: weights only? save the whole "
                                 "model with model.save()")
@@ -50,12 +52,13 @@ def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
             config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
             version = f.attrs.get("keras_version", b"2")
             return config, _legacy_weights(f), version.decode() if isinstance(version, bytes) else str(version)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, KeyError, ValueError, RuntimeError, SystemError, EOFError, zipfile.BadZipFile) as e:
+        # h5py reports damage in HDF5's own structures as RuntimeError, or SystemError from a callback
         raise UserError(f"{path} is not a readable Keras model ({type(e).__name__}: {e}); save it again with "
                         "model.save('model.keras')") from None
 
 
-def _hdf5(data: bytes, path: Path):
+def _hdf5(data: bytes, path: Path, limit: int):
     """Return the HDF5 file in `data`, opened from memory, after refusing anything that reaches outside it.
 
     HDF5 can keep a dataset's bytes in another file (external storage), map it from other files
@@ -66,30 +69,33 @@ def _hdf5(data: bytes, path: Path):
     import h5py  # here, not at the top: every command opens runs, few read Keras files
 
     f = h5py.File(io.BytesIO(data), "r")
-    problem = f.visititems_links(lambda name, link: _outside(f, name, link))  # the first answer ends the walk
+    problem = f.visititems_links(lambda name, link: _outside(f, name, link, limit))  # the first answer ends the walk
     if problem:
         f.close()
         raise UserError(f"{path}: {problem}; refused")
     return f
 
 
-def _outside(f, name: str, link) -> str | None:
+def _outside(f, name: str, link, limit: int) -> str | None:
     """Return what at this link reaches outside the file or past any model's size, or None where nothing does."""
     import h5py
 
     if not isinstance(link, h5py.HardLink):
         target = f"{link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) else link.path
         return f"'{name}' is an HDF5 {type(link).__name__} to {target}, and convlens reads only what is inside the file"
-    item = f[name]
+    try:
+        item = f[name]
+    except Exception as e:  # h5py raises many types for a damaged object header
+        return f"'{name}' is damaged ({type(e).__name__})"
     if not isinstance(item, h5py.Dataset):
         return None
     if item.external:
         return f"dataset '{name}' keeps its values in {item.external[0][0]!s} (HDF5 external storage), outside the file"
     if item.is_virtual:
         return f"dataset '{name}' maps its values from other files (HDF5 virtual dataset), outside the file"
-    if item.size * item.dtype.itemsize > MAX_FILE_BYTES:
-        return (f"dataset '{name}' declares shape {item.shape} ({item.size * item.dtype.itemsize / 2**30:.0f} GiB), "
-                "more than any model's weights")
+    if item.size * item.dtype.itemsize > limit:
+        return (f"dataset '{name}' declares shape {item.shape} ({item.size * item.dtype.itemsize:,} bytes), "
+                "far more than a file of this size holds")
     return None
 
 
