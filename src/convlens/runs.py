@@ -32,10 +32,11 @@ from .data import Dataset, load_dataset
 from .errors import UserError
 from . import schemas
 from .layers import LayerTable, layer_table
-from .importers.graph import GraphNet
+from .importers.graph import GraphNet, checked_graph
 from .models import build_model
 from .speed import for_inference, images_to_device
-from .storage import WriteError, atomic_write, checked, file_sha256, load_tensors, read_json, save_tensors, write_json
+from .storage import (WriteError, atomic_write, checked, file_sha256, load_tensors, read_json, save_tensors, tensor_shapes,
+                      write_json)
 
 __all__ = ["Run", "load_run", "read_config", "WriteError", "atomic_write", "read_json", "write_json", "save_tensors",
            "load_tensors", "save_weights", "save_checkpoint", "load_checkpoint"]
@@ -174,7 +175,10 @@ class Run:
 
     @cached_property
     def graph(self) -> dict | None:
-        return read_json(self.file(GRAPH)) if self.file(GRAPH).is_file() else None
+        """An imported model's graph.json, checked against its weights before any module is built; None if trained."""
+        if not self.file(GRAPH).is_file():
+            return None
+        return checked_graph(read_json(self.file(GRAPH)), tensor_shapes(self.file(WEIGHTS)), self.file(GRAPH))
 
     def untrained_model(self, seed: int = 0) -> nn.Module:
         """A freshly initialised model of the same architecture: eval mode, CPU, channels_last."""

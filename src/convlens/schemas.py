@@ -6,7 +6,9 @@ or a NaN (not JSON, and not a number any page can show) is refused.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 
 class _Checked(BaseModel):
@@ -50,3 +52,41 @@ class Source(_Checked):
 
 
 HISTORY = list[Epoch]
+
+# graph.json: every number bounded before a module is built from it (10^9 channels asked for 36 GB).
+Width = Annotated[int, Field(gt=0, le=2**16)]  # channels or features of one layer
+Side = Annotated[int, Field(gt=0, le=4096)]  # a kernel, stride or image side
+Pad = Annotated[int, Field(ge=0, le=4096)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,127}$")]  # a child module's name: no dots, no "_x"
+
+
+class GraphNode(_Checked):
+    """One layer of graph.json (importers/graph.py says what each op means)."""
+
+    name: Name
+    op: Literal["conv", "dense", "maxpool", "avgpool", "global_avgpool", "flatten", "identity", "activation",
+                "batchnorm", "add", "mul", "affine"]
+    inputs: list[str] = Field(min_length=1, max_length=2)
+    in_: Width | None = Field(None, alias="in")
+    out: Width | None = None
+    kernel: list[Side] | None = Field(None, min_length=2, max_length=2)
+    stride: list[Side] | None = Field(None, min_length=2, max_length=2)
+    padding: Literal["same", "valid"] | Annotated[list[Pad], Field(min_length=2, max_length=2)] | None = None
+    bias: bool | None = None
+    bn: float | None = None
+    activation: str | None = None
+    function: str | None = None
+    features: Width | None = None
+    eps: float | None = None
+    dims: Literal[1, 2] | None = None
+    scale: float | Annotated[list[float], Field(max_length=4)] | None = None
+    offset: float | Annotated[list[float], Field(max_length=4)] | None = None
+
+
+class Graph(_Checked):
+    """graph.json: an imported model's layers."""
+
+    format: Literal["convlens-graph"]
+    version: Literal[1]
+    input_shape: list[Side] = Field(min_length=3, max_length=3)
+    nodes: list[GraphNode] = Field(min_length=1, max_length=4096)

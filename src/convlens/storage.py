@@ -213,14 +213,27 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Return (tensors, metadata) of a safetensors file; missing, truncated or corrupt files are a UserError."""
+    with _safetensors(path) as f:
+        meta = f.metadata() or {}
+    with _safetensors(path):
+        return load_file(str(path)), meta
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Return the shape of every tensor in a safetensors file, read from its header alone."""
+    with _safetensors(path) as f:
+        return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+
+
+@contextlib.contextmanager
+def _safetensors(path: Path):
     if not path.is_file():
         if path.is_symlink():
             raise UserError(f"cannot read {path}: it is a broken link or a link loop")
         raise UserError(f"{path} does not exist; train the run first")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return load_file(str(path)), meta
+            yield f
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is corrupt or truncated ({e}); train again or restore it") from None
 

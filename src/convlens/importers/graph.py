@@ -120,6 +120,56 @@ def _module(node: dict) -> nn.Module:
     raise UserError(f"the graph holds an unknown op '{op}'; it was written by a newer convlens or edited by hand")
 
 
+REQUIRED = {"conv": ("in", "out", "kernel", "stride", "padding", "bias"), "dense": ("in", "out", "bias"),
+            "maxpool": ("kernel", "stride"), "avgpool": ("kernel", "stride"), "batchnorm": ("features", "eps", "dims"),
+            "activation": ("function",), "affine": ("scale", "offset")}
+INPUTS = {"add": 2, "mul": 2}  # every other op reads one value
+
+
+def checked_graph(graph, shapes: dict[str, tuple[int, ...]], source) -> dict:
+    """Return graph.json's graph after checking its schema, its wiring and every parameter against `shapes`.
+
+    `shapes` are the weights file's tensor shapes (read from its header), so a tampered graph is
+    refused before a module is allocated: a layer claiming 10^8 channels must have the weights for them.
+    """
+    from .. import schemas
+    from ..storage import checked
+
+    checked(graph, schemas.Graph, source)
+    made = {"input"}
+    for node in graph["nodes"]:
+        name, op = node["name"], node["op"]
+        if name in made or (name in RESERVED and not (name == "preprocess" and op == "affine")) or hasattr(nn.Module, name):
+            raise UserError(f"{source}: layer name '{name}' is taken (by an earlier layer, the input or torch itself)")
+        if unknown := [i for i in node["inputs"] if i not in made]:
+            raise UserError(f"{source}: layer '{name}' reads '{unknown[0]}', which no earlier layer makes "
+                            "(a loop, or a missing layer)")
+        if len(node["inputs"]) != INPUTS.get(op, 1):
+            raise UserError(f"{source}: layer '{name}' ({op}) reads {len(node['inputs'])} values, not {INPUTS.get(op, 1)}")
+        if missing := [key for key in REQUIRED.get(op, ()) if node.get(key) is None]:
+            raise UserError(f"{source}: layer '{name}' ({op}) has no '{missing[0]}'")
+        for key, shape in _parameter_shapes(node).items():
+            if shapes.get(key) != shape:
+                raise UserError(f"{source}: layer '{name}' needs {key} of shape {list(shape)}, but the weights "
+                                f"hold {list(shapes[key]) if key in shapes else 'none'}; restore the run or import again")
+        made.add(name)
+    return graph
+
+
+def _parameter_shapes(node: dict) -> dict[str, tuple[int, ...]]:
+    """Return the shapes of the weights a node's module holds, named as in GraphNet's state dict."""
+    name, op = node["name"], node["op"]
+    if op == "batchnorm":
+        return {f"{name}.{key}": (node["features"],) for key in ("weight", "bias", "running_mean", "running_var")}
+    if op not in ("conv", "dense"):
+        return {}
+    part, weight = ("conv", (node["out"], node["in"], *node["kernel"])) if op == "conv" else ("linear", (node["out"], node["in"]))
+    shapes = {f"{name}.{part}.weight": weight} | ({f"{name}.{part}.bias": (node["out"],)} if node["bias"] else {})
+    if node.get("bn") is not None:
+        shapes |= {f"{name}.bn.{key}": (node["out"],) for key in ("weight", "bias", "running_mean", "running_var")}
+    return shapes
+
+
 def module_name(name: str, used: set[str]) -> str:
     """Return a layer name usable as a GraphNet child and not yet in `used` (which it joins).
 
