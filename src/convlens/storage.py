@@ -59,13 +59,13 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     stale = [p for p in Path(folder).rglob(".*")  # one walk for the three kinds
              if (p.suffix == ".tmp" and p.is_file()) or (p.suffix in (".new", ".old") and p.is_dir())]
     for p in stale:
-        if p.suffix == ".tmp":
+        if p.suffix == ".tmp" or p.is_symlink():  # a link is never put back: what it points to is not the run's
             p.unlink(missing_ok=True)  # gone already if it was inside a staged folder removed before it
         elif p.suffix == ".new":
             shutil.rmtree(p, ignore_errors=True)
         elif p.is_dir():
             name = p.parent / p.name[1:].rsplit(".", 2)[0]  # .NAME.XXXX.old -> NAME
-            shutil.rmtree(p) if name.exists() else os.replace(p, name)
+            shutil.rmtree(p) if os.path.lexists(name) else os.replace(p, name)
     return stale
 
 
@@ -82,15 +82,16 @@ def replaced_folder(folder: Path, keep=lambda old: True):
     folder.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".new", dir=folder.parent))
     try:
-        if folder.is_dir() and keep(folder):
-            shutil.copytree(folder, stage, copy_function=os.link, dirs_exist_ok=True)
+        # A folder that is a link (to anywhere) is replaced, never followed: its files are not the run's to keep.
+        if folder.is_dir() and not folder.is_symlink() and keep(folder):
+            shutil.copytree(folder, stage, symlinks=True, copy_function=os.link, dirs_exist_ok=True)
         yield stage
         os.chmod(stage, 0o755)  # mkdtemp makes folders private
         old = Path(str(stage)[: -len(".new")] + ".old")
-        if folder.exists():
+        if os.path.lexists(folder):
             os.replace(folder, old)
         os.replace(stage, folder)  # between the two renames a kill leaves .old, which the next writer puts back
-        shutil.rmtree(old, ignore_errors=True)
+        old.unlink() if old.is_symlink() else shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         raise _cannot_write(folder, e) from None
     finally:

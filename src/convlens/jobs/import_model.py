@@ -30,8 +30,7 @@ def import_model(model: str | Path | nn.Module, dataset: str, out: str | Path, m
     model: a file (Keras .keras or .h5, PyTorch .pt2) or any nn.Module, traced for the data set's images.
     """
     out = Path(out)
-    if out.exists():
-        raise UserError(f"{out} already exists; choose another run folder")
+    _check_out(out)  # before the import's work, not after it
     data = load_dataset(dataset)
     if isinstance(model, nn.Module):
         imported = import_module(model, data.image_shape, mean, std)
@@ -50,20 +49,53 @@ def import_model(model: str | Path | nn.Module, dataset: str, out: str | Path, m
                         f"{data.num_classes} classes")
     config = RunConfig().replace(data={"dataset": dataset},
                                  model={"model": f"imported {imported.source['file']}", "input_shape": shape})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".importing", dir=out.parent))
+    _remove_abandoned(out)
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".importing", dir=out.parent))
     try:
         runs.write_json(folder / runs.CONFIG, config.to_dict())
         runs.write_json(folder / runs.GRAPH, imported.graph)
         runs.save_weights(folder / runs.WEIGHTS, imported.model, config)
         metrics = evaluate_run(folder, dataset=data)
         os.chmod(folder, 0o755)  # mkdtemp makes folders private; run folders are meant to be shared
-        os.rename(folder, out)
+        try:
+            os.rename(folder, out)  # never replaces a folder with files: a second import that won the race keeps its
+        except OSError:
+            raise UserError(f"{out} was written by another process during this import; choose another run folder") \
+                from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     files = [out / runs.CONFIG, out / runs.GRAPH, out / runs.WEIGHTS, out / runs.METRICS]
     return Result(files, {"source": imported.source, "metrics": metrics})
+
+
+def _check_out(out: Path) -> None:
+    if os.path.lexists(out):
+        raise UserError(f"{out} already exists{' (a link)' if out.is_symlink() else ''}; choose another run folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot make a run folder at {out}: {e.strerror} ({e.filename}); choose another path") from None
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"cannot write into {out.parent}; choose another run folder")
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Delete the half-written folders of imports to `out` whose process is gone (killed with -9, say)."""
+    for folder in out.parent.glob(f".{out.name}.*.importing"):
+        pid = folder.name[len(out.name) + 2:].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -260,8 +260,10 @@ function buildLayers() {
     const div = document.createElement("div"), heading = document.createElement("h3"), row = document.createElement("div");
     div.className = "layer";
     row.className = "side-by-side";
-    heading.innerHTML = `${layer.name} <small>${layer.channels} maps of ${layer.height}x${layer.width}` +
-      `${layer.has_oips ? ", OIPs stored" : ""}</small>`;
+    // Layer names come from graph.json, which anyone may have written: text only, never markup.
+    const small = document.createElement("small");
+    small.textContent = ` ${layer.channels} maps of ${layer.height}x${layer.width}${layer.has_oips ? ", OIPs stored" : ""}`;
+    heading.append(String(layer.name), small);
     const canvases = state.beside ? [layerCanvas(layer, "beside"), layerCanvas(layer, "live")] : [layerCanvas(layer, "live")];
     row.append(...canvases.map((canvas) => numbered(canvas, layer)));
     div.append(heading, row);
@@ -385,7 +387,9 @@ async function showDetail(layer, m) {
     } else {
       const note = document.createElement("p");
       note.className = "hint";
-      note.innerHTML = `none stored for this run: <code>convlens oip RUN --layer ${layer}</code>`;
+      const command = document.createElement("code");
+      command.textContent = `convlens oip RUN --layer ${layer}`;
+      note.append("none stored for this run: ", command);
       oip.append(note);
     }
     const tops = document.createElement("div");
