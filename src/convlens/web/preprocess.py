@@ -20,11 +20,13 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data import MNIST_SIZE
 from ..errors import UserError
+from ..imagefolder import eight_bit
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a photo of one digit needs far less; bounds decoding work
 # Checked from the header, before decoding: a 16 KB PNG can hold 4096x4096 pixels, and decoding
 # and fitting those held the model thread for 0.2-2.7 s; 2048x2048 stays under 0.06 s.
 MAX_PIXELS = 2048 * 2048
+FIT_SIDE = 1024  # pixels; larger uploads are box-filtered down first (a digit needs far fewer)
 JPEG_DRAFT_SIDE = 1024  # a larger photo is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself, at no cost
 MNIST_INK_BOX = 20  # side of the square MNIST's digits were fitted into, inside the 28x28 image
 INK_THRESHOLD = 0.1  # share of the brightest pixel below which a pixel counts as background
@@ -36,14 +38,14 @@ def decode_image(data: bytes) -> torch.Tensor:
     A light background (paper, a white canvas) is inverted, judged by the image's border.
     Anything that is not a decodable PNG or JPEG within the size limits is a UserError.
     """
-    pixels = torch.from_numpy(np.asarray(_decoded(data, _flatten_alpha), dtype=np.float32) / 255.0)  # (H, W)
+    pixels = torch.from_numpy(np.asarray(_decoded(data, _grey_and_small), dtype=np.float32) / 255.0)  # (H, W)
     border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return 1.0 - pixels if border.mean() > 0.5 else pixels
 
 
 def decode_colour(data: bytes, size: tuple[int, int]) -> torch.Tensor:
     """Return a PNG/JPEG as colour uint8 (3, H, W) resized to `size` (H, W), for models that take colour images."""
-    image = _decoded(data, lambda im: im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    image = _decoded(data, lambda im: eight_bit(im).convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
 
 
@@ -70,8 +72,17 @@ def _decoded(data: bytes, convert) -> Image.Image:
         raise UserError(f"the upload is not a readable PNG or JPEG image ({type(e).__name__})") from None
 
 
+def _grey_and_small(image: Image.Image) -> Image.Image:
+    """Return the image as 8-bit grey with no side over FIT_SIDE: a 1x4,000,000 upload must not reach the fitting,
+    whose resampling matrices (one per input side, cached) grew the server by 53 MB each."""
+    grey = _flatten_alpha(image)
+    factor = -(-max(grey.size) // FIT_SIDE)
+    return grey.reduce(factor) if factor > 1 else grey
+
+
 def _flatten_alpha(image: Image.Image) -> Image.Image:
     """Return the image as 8-bit grey; transparent pixels become background (black ink on a clear canvas stays ink)."""
+    image = eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         gray = np.asarray(rgba.convert("L"), dtype=np.float32)
@@ -144,7 +155,9 @@ def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.clip(weights(image.shape[0], h) @ image @ weights(image.shape[1], w).T, 0, 1)
 
 
-@functools.lru_cache(maxsize=1024)  # frames of one stroke mostly share their sizes
+# Frames of one stroke mostly share their sizes. Bounded in bytes: a matrix is (out, in) floats with in <= FIT_SIDE
+# after the shrink, 0.9 MB for a 224-pixel model, so each cache holds at most about 60 MB.
+@functools.lru_cache(maxsize=64)
 def _area_weights(size_in: int, size_out: int) -> np.ndarray:
     """(out, in): output i averages inputs floor(i * in / out) to ceil((i + 1) * in / out), as adaptive_avg_pool does."""
     weights = np.zeros((size_out, size_in), dtype=np.float32)
@@ -155,7 +168,7 @@ def _area_weights(size_in: int, size_out: int) -> np.ndarray:
     return weights
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _bilinear_weights(size_in: int, size_out: int) -> np.ndarray:
     """(out, in): linear interpolation at the pixel centres (align_corners=False), as torch's bilinear mode."""
     weights = np.zeros((size_out, size_in), dtype=np.float32)
