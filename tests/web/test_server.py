@@ -7,6 +7,7 @@ shortened from seconds to about one so the tests stay quick; everything else is 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import socket
 import threading
@@ -144,6 +145,63 @@ def test_a_body_trickled_past_its_deadline_is_a_408(server, monkeypatch):
                   b"Content-Length: 100\r\nConnection: close\r\n\r\n\x89PNG")
         answer = read_all(s)
     assert answer.startswith(b"HTTP/1.1 408") and answer.endswith(b'{"error":"the request body did not arrive within 0.5 s"}')
+
+
+def test_after_a_408_the_server_closes_the_socket_while_the_body_still_trickles(server, monkeypatch):
+    host, port, _ = server
+    monkeypatch.setattr(app_module, "BODY_SECONDS", 0.5)
+    with socket.create_connection((host, port)) as s:
+        s.sendall(b"POST /api/runs/digits/analyse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                  b"Content-Length: 100\r\n\r\n\x89PNG")
+        s.settimeout(0.1)
+        answer, answered, closed = b"", None, None
+        started = time.monotonic()
+        while closed is None and time.monotonic() - started < 8:
+            try:
+                s.sendall(b"\0")  # a byte every 0.1 s: never idle, never whole (96 bytes to go)
+                chunk = s.recv(65536)
+                if not chunk:
+                    closed = time.monotonic()
+                answer += chunk
+            except TimeoutError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic()
+            if answered is None and answer.startswith(b"HTTP/1.1 408"):
+                answered = time.monotonic()
+    assert answered is not None, answer
+    assert closed is not None and closed - answered < 1.0, "the socket stayed open after the 408"
+
+
+def test_past_the_cap_the_oldest_stuck_upload_makes_room_for_a_request(server, caplog):
+    host, port, _ = server
+    caplog.set_level(logging.WARNING)
+    held = [socket.create_connection((host, port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for s in held:  # headers complete, a body that never comes: not silent, but stuck
+            s.sendall(b"POST /api/runs/digits/analyse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                      b"Content-Length: 100000\r\n\r\n\x89PNG")
+        time.sleep(0.3)
+        assert get((host, port), "/api/runs")[0] == 200
+        assert closed_by_server_within(held[0], 0.5)
+        assert not closed_by_server_within(held[-1], 0.05)
+    finally:
+        for s in held:
+            s.close()
+    # Each upload's handler logs the client's leaving; wait for all of them, or they land in the next test's log.
+    deadline = time.monotonic() + 10
+    while sum("left during its upload" in r.getMessage() for r in caplog.records) < MAX_CONNECTIONS:
+        assert time.monotonic() < deadline, "the stuck uploads' handlers did not all end"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("length", [b"12x", b"-5", b"1, 2"])
+def test_a_request_the_parser_refuses_is_a_json_400(server, length):
+    answer = request(server[:2], b"POST /api/runs/digits/analyse HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 b"Content-Length: " + length + b"\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 4") and b"application/json" in head.lower(), answer
+    assert "error" in json.loads(body)
 
 
 def test_an_unexpected_error_is_a_json_500_and_one_log_line(server, monkeypatch, caplog):

@@ -265,7 +265,9 @@ async def _body(request: Request, accepted: tuple[str, ...]) -> bytes | JSONResp
                     return _error(413, TOO_LARGE)
                 chunks.append(chunk)
     except TimeoutError:
-        return _error(408, f"the request body did not arrive within {BODY_SECONDS:g} s")
+        answer = _error(408, f"the request body did not arrive within {BODY_SECONDS:g} s")
+        answer.headers["Connection"] = "close"  # the rest of the body may never come: free the socket now
+        return answer
     except ClientDisconnect:
         log.warning("convlens: %s %s: the client left during its upload (%d bytes received)",
                     request.method, request.url.path, size)

@@ -4,14 +4,17 @@ uvicorn closes an idle keep-alive connection, but a socket that never sends a re
 headers a byte at a time, stays open for ever; 1,100 of them used up 1,024 descriptors and every
 new request failed. Here a request's headers must arrive within HEADER_SECONDS of its first byte
 (or of the connection); past MAX_CONNECTIONS, the connection that has waited longest without a
-request is closed to make room, so a client that asks at once is served even during a flood; and
-the process's descriptor limit is raised to its hard limit.
+request, or that is still trickling in a request body, is closed to make room, so a client that
+asks at once is served even during a flood (520 bodies trickled at 1 byte/s reset every new
+connection while they lasted); a body must arrive within BODY_SECONDS; and the process's
+descriptor limit is raised to its hard limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import resource
 import sys
@@ -36,7 +39,8 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     header_seconds = HEADER_SECONDS
     max_connections = MAX_CONNECTIONS
-    _deadline: asyncio.TimerHandle | None = None
+    _deadline: asyncio.TimerHandle | None = None  # the headers' deadline, then the body's
+    _in_body = False  # headers read, body still arriving
     _last_warning = 0.0  # class-wide: one log line per flood, not one per connection
     _arrivals = itertools.count()  # the order connections came in (uvloop's clock ties within one loop turn)
 
@@ -45,7 +49,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._arrival = next(self._arrivals)
         self._arm()
         if len(self.connections) > self.max_connections:
-            silent = [c for c in self.connections if isinstance(c, DeadlineProtocol) and c._silent]
+            silent = [c for c in self.connections if isinstance(c, DeadlineProtocol) and (c._silent or c._in_body)]
             oldest = min(silent, key=lambda c: c._arrival, default=self)
             if self.loop.time() - DeadlineProtocol._last_warning > HEADER_SECONDS:
                 DeadlineProtocol._last_warning = self.loop.time()
@@ -65,10 +69,26 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        self._in_body = True
+        # The app answers a late body with a 408 at BODY_SECONDS; this closes the socket if the app is stuck too.
+        self._deadline = self.loop.call_later(BODY_SECONDS + self.header_seconds, self._close)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_body = False
+        super().on_message_complete()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer a request the parser refused (a bad Content-Length, say) in JSON, as every other error."""
+        body = json.dumps({"error": f"{msg.rstrip('.')}: malformed HTTP"}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                             b"x-content-type-options: nosniff\r\nconnection: close\r\n"
+                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport.close()
 
     def _arm(self) -> None:
         self._deadline = self.loop.call_later(self.header_seconds, self._close)
