@@ -14,16 +14,25 @@ from safetensors.torch import load_file
 
 from convlens import runs
 from convlens.jobs.sweep import sweep
-from convlens.ray_engine import STORE, unpack
+from convlens.ray_engine import STORE, THREADS, unpack
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local Ray instance, and this process training with the threads a Ray task gets.
+
+    A run's last bits depend on its thread count (oneDNN's reductions, the fused optimizer's chunks), and
+    the local engine trains a lone run in this process with whatever count it has: torch's default for
+    the machine, or what an earlier test left. CI failed on exactly that mismatch.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
+    torch.set_num_threads(threads)
 
 
 def same_run(a, b) -> None:

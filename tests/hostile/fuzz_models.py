@@ -116,8 +116,17 @@ def run_case(path: Path) -> tuple[int, int, str]:
 
 def fuzz(cases: int, seed: int = 0, log=print) -> dict[str, dict]:
     """Run `cases` damaged files per format; return {format: {outcome: count, 'peak_mb': .., 'findings': [..]}}."""
-    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("no answer in 30 s")))
+    alarm = signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("no answer in 30 s")))
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # forked children must not inherit a busy thread pool
+    try:
+        return _fuzz_formats(cases, seed, log)
+    finally:  # the caller (pytest's own process) gets its state back: later tests train with its threads
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGALRM, alarm)
+
+
+def _fuzz_formats(cases: int, seed: int, log) -> dict[str, dict]:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         originals = seeds(Path(folder))
