@@ -74,6 +74,10 @@ def import_file(path: str | Path, mean: list[float] | None = None, std: list[flo
         else:
             graph, tensors = torch_export.to_graph(torch_export.load(path))
             version = torch.__version__
+    except UserError as e:  # every refusal names the file, as the readers' own messages do
+        if str(path) in str(e):
+            raise
+        raise UserError(f"{path}: {e}") from None
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
         # The file parsed, but what it describes is not shaped like a model of its format (a config.json that
         # is a list, a layer without a class_name, a dict where a name belongs): the file's fault, not ours.

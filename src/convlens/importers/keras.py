@@ -157,6 +157,8 @@ def _unsupported(layer: dict, why: str = "") -> UserError:
 
 
 def _activation(layer: dict, name: str | None, last: bool) -> str | None:
+    if not isinstance(name, (str, type(None))):  # Keras saves activations by name; a dict or list is tampering
+        raise _unsupported(layer, f"activation {type(name).__name__} {str(name)[:40]}, not a name")
     name = {"silu": "swish"}.get(name, name)
     if name == "softmax" and last:
         return None  # a final softmax becomes logits

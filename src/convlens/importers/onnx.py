@@ -54,6 +54,10 @@ def to_graph(model) -> tuple[dict, dict[str, np.ndarray], str]:
     for node in g.node:
         if node.op_type == "Constant":
             constants[node.output[0]] = numpy_helper.to_array(_attributes(node)["value"])
+    for name, value in constants.items():  # STRING or COMPLEX tensors are valid ONNX, never a CNN's weights
+        if value.dtype.kind not in "biuf":
+            kind = "complex" if value.dtype.kind == "c" else "STRING"
+            raise UserError(f"the tensor '{name}' holds {kind} values; a CNN's weights and constants are real numbers")
     inputs = [i for i in g.input if i.name not in constants]
     if len(inputs) != 1:
         raise UserError(f"the model has {len(inputs)} inputs; convlens opens models of one image input")
