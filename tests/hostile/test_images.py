@@ -88,12 +88,24 @@ def test_a_huge_picture_is_refused_from_its_header(side, tmp_path):
     assert peak < 20 * 2**20
 
 
-def test_a_text_chunk_bomb_is_one_clear_error(tmp_path):
+def chunk_bomb(kind: str) -> bytes:
+    """A 28x28 PNG carrying 16 MB of zlib-compressed text or colour profile (16 kB on disk)."""
+    if kind == "icc":
+        return png_bytes(digit16(), icc_profile=b"a" * (16 * 2**20))
     info = PngImagePlugin.PngInfo()
-    info.add_text("comment", "a" * (16 * 2**20), zip=True)  # 16 MB of text, 16 kB compressed
-    root = folder_of(tmp_path, {"a/bomb.png": png_bytes(digit16(), pnginfo=info)})
+    info.add_text("comment", "a" * (16 * 2**20), zip=True)
+    return png_bytes(digit16(), pnginfo=info)
+
+
+@pytest.mark.parametrize("kind", ["text", "icc"])
+def test_a_chunk_bomb_is_one_clear_error_in_a_folder_and_an_upload(kind, tmp_path):
+    data = chunk_bomb(kind)
+    assert len(data) < 64 * 2**10
+    root = folder_of(tmp_path, {"a/bomb.png": data})
     with pytest.raises(UserError, match="cannot read image .*bomb.png"):
         read_image_folder(root, "pictures")
+    with pytest.raises(UserError, match="not a readable PNG or JPEG image"):
+        decode_image(data)
 
 
 def test_a_fifo_named_png_is_refused_without_waiting(tmp_path):
