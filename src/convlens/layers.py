@@ -12,6 +12,7 @@ modules, in the order the forward pass runs them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import torch
@@ -42,6 +43,11 @@ class Field:
         the start of unit 0's field back by padding * jump.
         """
         return Field(self.size + (kernel - 1) * self.jump, self.jump * stride, self.offset - padding * self.jump)
+
+    def join(self, other: "Field") -> "Field":
+        """Return the field of a unit that sees both fields (a residual sum, a concatenation): their union."""
+        start, end = min(self.offset, other.offset), max(self.offset + self.size, other.offset + other.size)
+        return Field(end - start, max(self.jump, other.jump), start)
 
     def box(self, row: int, col: int, image_size: int) -> tuple[int, int, int, int]:
         """Return (top, left, bottom, right), exclusive, of the input pixels one map position sees, clipped to the image."""
@@ -115,11 +121,18 @@ class LayerTable:
 
 
 def window(module: nn.Module) -> tuple[int, int, int] | None:
-    """Return (kernel, stride, padding) of a module that slides a square window, else None."""
+    """Return (kernel, stride, padding) of a module that slides a square window, else None.
+
+    A dilated kernel spans (kernel - 1) * dilation + 1 pixels; zero padding on its own is a 1x1 window
+    that moves the field's start.
+    """
+    if isinstance(module, nn.ZeroPad2d):
+        return 1, 1, module.padding[2]  # (left, right, top, bottom): the rows', as for a conv's (rows, cols)
     if not isinstance(module, WINDOW_TYPES):
         return None
     first = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 - square windows only
     k, s, p = first(module.kernel_size), first(module.stride), module.padding
+    k = (k - 1) * first(getattr(module, "dilation", 1)) + 1
     if p == "same":  # PyTorch pads (k-1)//2 before and the rest after
         p = (k - 1) // 2
     p = getattr(module, "pad_before", p)  # TensorFlow-style 'same' padding, as the last input needed it
@@ -172,13 +185,25 @@ def _type_name(module: nn.Module) -> str:
 def build_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTable:
     """Return the layer table of a model for inputs of shape (C, H, W), from one forward pass of a blank image.
 
-    The receptive field composes the sliding windows in the order the forward pass runs them, which
-    is exact for chains of layers (convlens's nets and most small CNNs) and an upper bound elsewhere.
+    Receptive fields follow the values: a layer starts from the union of the fields of the values it
+    reads (both branches of a residual sum, every part of a concatenation), then composes the sliding
+    windows inside it. That is exact wherever values pass from layer to layer, as in imported graphs
+    and convlens's nets; a value made outside any layer (a `+` in a model's own forward) is taken to
+    have the field of the last layer that ran.
     """
     candidates = _candidates(model)
     names = {id(m): n for n, m in candidates.items()}
     rows: list[Layer] = []
-    state = {"field": Field(1, 1, 0), "last_map": None}
+    state = {"field": Field(1, 1, 0)}
+    fields: dict[int, tuple[torch.Tensor, Field]] = {}  # id of a layer's output -> (the output, kept alive; its field)
+
+    def field_of(value) -> Field:
+        return fields[id(value)][1] if id(value) in fields else state["field"]
+
+    def on_layer_input(_module, inputs):
+        values = [v for v in inputs if isinstance(v, torch.Tensor)]
+        if values:
+            state["field"] = functools.reduce(Field.join, map(field_of, values))
 
     def on_window(module, _inputs, _output):
         state["field"] = state["field"].then(*window(module))
@@ -191,16 +216,20 @@ def build_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTab
             # since with same padding the nominal field reaches into the zero border.
             field = Field(min(field.size + (x_in.shape[-1] - 1) * field.jump, input_shape[-1]), 0, max(field.offset, 0))
             state["field"] = field
+        fields[id(output)] = (output, field)
         rows.append(Layer(name, kind_of(name, module), _type_name(module), tuple(output.shape[1:]),
                           sum(p.numel() for p in module.parameters()), field, _pre_activation(name, module)))
 
-    handles = [m.register_forward_hook(on_window) for m in model.modules() if window(m)]
+    handles = [m.register_forward_pre_hook(on_layer_input) for m in candidates.values()]
+    handles += [m.register_forward_hook(on_window) for m in model.modules() if window(m)]
     handles += [m.register_forward_hook(on_layer) for m in candidates.values()]  # after: a block's conv runs first
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters(), torch.zeros(())).device
-        model(torch.zeros(1, *input_shape, device=device))
+        image = torch.zeros(1, *input_shape, device=device)
+        fields[id(image)] = (image, Field(1, 1, 0))
+        model(image)
     except RuntimeError as e:
         raise UserError(f"the model does not take inputs of shape {tuple(input_shape)}: {str(e).splitlines()[0]}") from None
     finally:

@@ -64,14 +64,21 @@ class GraphNode(_Checked):
     """One layer of graph.json (importers/graph.py says what each op means)."""
 
     name: Name
-    op: Literal["conv", "dense", "maxpool", "avgpool", "global_avgpool", "flatten", "identity", "activation",
-                "batchnorm", "add", "mul", "affine"]
-    inputs: list[str] = Field(min_length=1, max_length=2)
+    op: Literal["conv", "dense", "maxpool", "avgpool", "pad", "global_avgpool", "global_maxpool", "reshape",
+                "flatten", "identity", "activation", "batchnorm", "add", "mul", "concat", "affine"]
+    inputs: list[str] = Field(min_length=1, max_length=4096)
     in_: Width | None = Field(None, alias="in")
     out: Width | None = None
     kernel: list[Side] | None = Field(None, min_length=2, max_length=2)
     stride: list[Side] | None = Field(None, min_length=2, max_length=2)
     padding: Literal["same", "valid"] | Annotated[list[Pad], Field(min_length=2, max_length=2)] | None = None
+    groups: Width | None = None
+    dilation: list[Side] | None = Field(None, min_length=2, max_length=2)
+    ceil_mode: bool | None = None
+    keepdims: bool | None = None
+    shape: list[Width] | None = Field(None, min_length=1, max_length=3)
+    count_include_pad: bool | None = None
+    pads: list[Annotated[int, Field(ge=-4096, le=4096)]] | None = Field(None, min_length=4, max_length=4)
     bias: bool | None = None
     bn: float | None = None
     activation: str | None = None

@@ -6,34 +6,66 @@ and a run reopens in a new process without the user's code and without unpicklin
 
 A node is {"name", "op", "inputs", ...attributes}. Ops:
     conv       in, out, kernel [kh, kw], stride [sh, sw], padding "valid" | "same" | [ph, pw], bias,
+               groups (1; `in` for depthwise), dilation [dh, dw] ([1, 1]),
                bn (eps, or absent), activation (or absent): one Block, like convlens's own conv layers
     dense      in, out, bias, bn, activation: one Block (a Linear and its activation)
-    maxpool, avgpool   kernel, stride
-    global_avgpool, flatten, identity
-    activation function (relu, tanh, sigmoid, selu, elu, leaky_relu, linear, gelu, softplus, swish)
+    maxpool, avgpool   kernel, stride, padding [ph, pw] ([0, 0]) or "same" (TensorFlow's), ceil_mode (false),
+               count_include_pad (avgpool only; true)
+    pad        pads [top, bottom, left, right] of zeros; negative crops (Keras's Cropping2D)
+    global_avgpool, global_maxpool   keepdims (false): (N, C), or (N, C, 1, 1)
+    reshape    shape: each image's values in that shape, torch's order (a vector to (C, 1, 1))
+    flatten, identity
+    activation function: a name from ACTIVATIONS, with its numbers if it takes any: "relu",
+               "clip(0.0,6.0)" (ReLU6), "leaky_relu(0.2)", "hardsigmoid(0.2,0.5)"
     batchnorm  features, eps, dims (1 or 2)
     add, mul   two inputs
+    concat     two or more inputs, joined along the channels
     affine     scale, offset: x * scale + offset per element (input scaling, Keras's Rescaling)
-The first node reads "input"; the graph's output is its last node.
+The first node reads "input"; the graph's output is its last node. Every format's importer maps
+its operators to these, so what a graph can hold is decided here once.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from ..errors import UserError
 from ..layers import Block
 
 FORMAT, VERSION = "convlens-graph", 1
 RESERVED = {"input", "input_shape", "preprocess"}  # names a layer may not take: the graph's input and GraphNet's own
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU, "elu": nn.ELU,
-               "leaky_relu": nn.LeakyReLU, "linear": nn.Identity, "gelu": nn.GELU, "softplus": nn.Softplus,
-               "swish": nn.SiLU}
+
+
+class HardSigmoid(nn.Module):
+    """max(0, min(1, alpha * x + beta)): ONNX's and old Keras's slope 0.2, PyTorch's and Keras 3's 1/6."""
+
+    def __init__(self, alpha: float = 1 / 6, beta: float = 0.5):
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, x):
+        return (x * self.alpha + self.beta).clamp(0.0, 1.0)
+
+
+# An activation by name, with the numbers its spec gives ("leaky_relu(0.2)" calls the factory with 0.2).
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU, "linear": nn.Identity,
+               "gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU("tanh"), "softplus": nn.Softplus, "swish": nn.SiLU,
+               "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": HardSigmoid,
+               "elu": lambda alpha=1.0: nn.ELU(alpha), "leaky_relu": lambda slope=0.01: nn.LeakyReLU(slope),
+               "clip": lambda low, high: nn.Hardtanh(low, high)}  # clip(0,6) is ReLU6
+SPEC = re.compile(r"^([a-z][a-z0-9_]*)(?:\(([-+0-9.e,inf ]*)\))?$")
+
+
+def activation_spec(name: str, *numbers: float) -> str:
+    """Return the spec graph.json keeps for an activation: its name, and its numbers exactly (repr round-trips)."""
+    return f"{name}({','.join(repr(float(n)) for n in numbers)})" if numbers else name
 
 
 class SameConv2d(nn.Conv2d):
@@ -45,13 +77,7 @@ class SameConv2d(nn.Conv2d):
     pad_before = (0, 0)
 
     def forward(self, x):
-        pads = []
-        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        self.pad_before = (pads[0][0], pads[1][0])
-        x = F.pad(x, (*pads[1], *pads[0]))  # (left, right, top, bottom)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(F.pad(x, _same_pads(self, x)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 class Affine(nn.Module):
@@ -63,7 +89,9 @@ class Affine(nn.Module):
         self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32).reshape(-1, 1, 1))
 
     def forward(self, x):
-        return x * self.scale + self.offset
+        if x.dim() == 4:
+            return x * self.scale + self.offset
+        return x * self.scale.flatten() + self.offset.flatten()  # a vector's features: the (C, 1, 1) shape would add dims
 
 
 class Add(nn.Module):
@@ -76,15 +104,79 @@ class Mul(nn.Module):
         return a * b
 
 
+class Concat(nn.Module):
+    def forward(self, *values):
+        return torch.cat(values, 1)
+
+
 class GlobalAvgPool(nn.Module):
+    def __init__(self, keepdims: bool = False):
+        super().__init__()
+        self.keepdims = keepdims
+
     def forward(self, x):
-        return x.mean((-2, -1))
+        return x.mean((-2, -1), keepdim=self.keepdims)
 
 
-def _activation(name: str | None) -> nn.Module:
-    if name not in ACTIVATIONS and name is not None:
-        raise UserError(f"activation '{name}' is not supported; supported: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name or "linear"]()
+class GlobalMaxPool(GlobalAvgPool):
+    def forward(self, x):
+        return x.amax((-2, -1), keepdim=self.keepdims)
+
+
+class Reshape(nn.Module):
+    """Each image's values as `shape` (torch's order): a squeeze-and-excitation vector becomes (C, 1, 1)."""
+
+    def __init__(self, shape: list[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def _same_pads(module, x) -> list[int]:
+    """TensorFlow's 'same' padding for a window module and input: (left, right, top, bottom), more after than
+    before when uneven; the top and left are kept in `pad_before`, so receptive fields come out right."""
+    pads = []
+    for size, k, s, d in zip(x.shape[-2:], *map(_pair, (module.kernel_size, module.stride, module.dilation))):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    module.pad_before = (pads[0][0], pads[1][0])
+    return [*pads[1], *pads[0]]
+
+
+class SameMaxPool2d(nn.MaxPool2d):
+    """Max pooling with TensorFlow's 'same' padding: the padding never wins the max."""
+
+    pad_before = (0, 0)
+
+    def forward(self, x):
+        return F.max_pool2d(F.pad(x, _same_pads(self, x), value=-math.inf), self.kernel_size, self.stride)
+
+
+class SameAvgPool2d(nn.AvgPool2d):
+    """Average pooling with TensorFlow's 'same' padding: each window averages only the pixels it covers."""
+
+    pad_before = (0, 0)
+    dilation = 1
+
+    def forward(self, x):
+        pads = _same_pads(self, x)
+        total = F.avg_pool2d(F.pad(x, pads), self.kernel_size, self.stride)
+        covered = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), pads), self.kernel_size, self.stride)
+        return total / covered
+
+
+def _activation(spec: str | None) -> nn.Module:
+    """Return the module of an activation spec (see ACTIVATIONS); a spec no factory takes is a UserError."""
+    match = SPEC.match(spec or "linear")
+    if not match or match[1] not in ACTIVATIONS:
+        raise UserError(f"activation '{spec}' is not supported; supported: {', '.join(ACTIVATIONS)}")
+    try:
+        numbers = [float(n) for n in match[2].split(",")] if match[2] else []
+        return ACTIVATIONS[match[1]](*numbers)
+    except (TypeError, ValueError):
+        raise UserError(f"activation '{spec}' does not give {match[1]} the numbers it takes") from None
 
 
 def _act(node: dict) -> list[tuple[str, nn.Module]]:
@@ -98,19 +190,36 @@ def _module(node: dict) -> nn.Module:
         padding = node["padding"]
         kind = SameConv2d if padding == "same" else nn.Conv2d
         conv = kind(node["in"], node["out"], tuple(node["kernel"]), tuple(node["stride"]),
-                    0 if padding in ("same", "valid") else tuple(padding), bias=node["bias"])
+                    0 if padding in ("same", "valid") else tuple(padding), tuple(node.get("dilation", (1, 1))),
+                    node.get("groups", 1), bias=node["bias"])
         parts = [("conv", conv)] + ([("bn", nn.BatchNorm2d(node["out"], eps=node["bn"]))] if "bn" in node else [])
         return Block(OrderedDict(parts + _act(node)))
     if op == "dense":
         parts = [("linear", nn.Linear(node["in"], node["out"], bias=node["bias"]))]
         parts += [("bn", nn.BatchNorm1d(node["out"], eps=node["bn"]))] if "bn" in node else []
         return Block(OrderedDict(parts + _act(node)))
-    if op in ("maxpool", "avgpool"):
-        pool = nn.MaxPool2d if op == "maxpool" else nn.AvgPool2d
-        return pool(tuple(node["kernel"]), tuple(node["stride"]))
+    if op in ("maxpool", "avgpool") and node.get("padding") == "same":
+        kind = SameMaxPool2d if op == "maxpool" else SameAvgPool2d
+        pool = kind(tuple(node["kernel"]), tuple(node["stride"]))
+        pool.padding = "same"  # for the layer table, which reads pad_before after a forward pass
+        return pool
+    if op == "maxpool":
+        return nn.MaxPool2d(tuple(node["kernel"]), tuple(node["stride"]), tuple(node.get("padding", (0, 0))),
+                            ceil_mode=node.get("ceil_mode", False))
+    if op == "avgpool":
+        return nn.AvgPool2d(tuple(node["kernel"]), tuple(node["stride"]), tuple(node.get("padding", (0, 0))),
+                            ceil_mode=node.get("ceil_mode", False),
+                            count_include_pad=node.get("count_include_pad", True))
+    if op == "pad":
+        top, bottom, left, right = node["pads"]
+        return nn.ZeroPad2d((left, right, top, bottom))
     if op == "batchnorm":
         return (nn.BatchNorm2d if node["dims"] == 2 else nn.BatchNorm1d)(node["features"], eps=node["eps"])
-    simple = {"global_avgpool": GlobalAvgPool, "flatten": nn.Flatten, "identity": nn.Identity, "add": Add, "mul": Mul}
+    if op in ("global_avgpool", "global_maxpool"):
+        return (GlobalAvgPool if op == "global_avgpool" else GlobalMaxPool)(node.get("keepdims", False))
+    if op == "reshape":
+        return Reshape(node["shape"])
+    simple = {"flatten": nn.Flatten, "identity": nn.Identity, "add": Add, "mul": Mul, "concat": Concat}
     if op in simple:
         return simple[op]()
     if op == "activation":
@@ -122,8 +231,8 @@ def _module(node: dict) -> nn.Module:
 
 REQUIRED = {"conv": ("in", "out", "kernel", "stride", "padding", "bias"), "dense": ("in", "out", "bias"),
             "maxpool": ("kernel", "stride"), "avgpool": ("kernel", "stride"), "batchnorm": ("features", "eps", "dims"),
-            "activation": ("function",), "affine": ("scale", "offset")}
-INPUTS = {"add": 2, "mul": 2}  # every other op reads one value
+            "activation": ("function",), "affine": ("scale", "offset"), "pad": ("pads",), "reshape": ("shape",)}
+INPUTS = {"add": (2, 2), "mul": (2, 2), "concat": (2, 4096)}  # (fewest, most); every other op reads one value
 
 
 def checked_graph(graph, shapes: dict[str, tuple[int, ...]], source) -> dict:
@@ -144,10 +253,19 @@ def checked_graph(graph, shapes: dict[str, tuple[int, ...]], source) -> dict:
         if unknown := [i for i in node["inputs"] if i not in made]:
             raise UserError(f"{source}: layer '{name}' reads '{unknown[0]}', which no earlier layer makes "
                             "(a loop, or a missing layer)")
-        if len(node["inputs"]) != INPUTS.get(op, 1):
-            raise UserError(f"{source}: layer '{name}' ({op}) reads {len(node['inputs'])} values, not {INPUTS.get(op, 1)}")
+        fewest, most = INPUTS.get(op, (1, 1))
+        if not fewest <= len(node["inputs"]) <= most:
+            raise UserError(f"{source}: layer '{name}' ({op}) reads {len(node['inputs'])} values, not "
+                            f"{fewest if fewest == most else f'{fewest} or more'}")
         if missing := [key for key in REQUIRED.get(op, ()) if node.get(key) is None]:
             raise UserError(f"{source}: layer '{name}' ({op}) has no '{missing[0]}'")
+        if op == "conv" and (node["in"] % node.get("groups", 1) or node["out"] % node.get("groups", 1)):
+            raise UserError(f"{source}: layer '{name}' splits {node['in']} inputs and {node['out']} outputs into "
+                            f"{node.get('groups', 1)} groups")
+        try:  # an unknown activation, or numbers its function does not take, is one line here
+            [_activation(spec) for spec in (node.get("function"), node.get("activation")) if spec is not None]
+        except UserError as e:
+            raise UserError(f"{source}: layer '{name}': {e}") from None
         for key, shape in _parameter_shapes(node).items():
             if shapes.get(key) != shape:
                 raise UserError(f"{source}: layer '{name}' needs {key} of shape {list(shape)}, but the weights "
@@ -163,7 +281,8 @@ def _parameter_shapes(node: dict) -> dict[str, tuple[int, ...]]:
         return {f"{name}.{key}": (node["features"],) for key in ("weight", "bias", "running_mean", "running_var")}
     if op not in ("conv", "dense"):
         return {}
-    part, weight = ("conv", (node["out"], node["in"], *node["kernel"])) if op == "conv" else ("linear", (node["out"], node["in"]))
+    part, weight = (("conv", (node["out"], node["in"] // node.get("groups", 1), *node["kernel"])) if op == "conv"
+                    else ("linear", (node["out"], node["in"])))
     shapes = {f"{name}.{part}.weight": weight} | ({f"{name}.{part}.bias": (node["out"],)} if node["bias"] else {})
     if node.get("bn") is not None:
         shapes |= {f"{name}.bn.{key}": (node["out"],) for key in ("weight", "bias", "running_mean", "running_var")}

@@ -1,29 +1,36 @@
 """ONNX models, read with the `onnx` package into the layer graph (no onnx2torch: it needs torchvision).
 
-The operators small CNNs export: Conv, Relu/Tanh/Sigmoid/LeakyRelu, MaxPool, AveragePool,
-GlobalAveragePool, BatchNormalization, Gemm, MatMul (+ Add of a bias), Add, Mul, Flatten, Reshape to
-(batch, features), Softmax at the end, Dropout, Identity, and a Transpose from NHWC input. Layers
-are named after the module path exporters put in node names (`/features/features.0/Conv` becomes
-`features_0`); graph.fuse makes a Conv and the ReLU after it one layer.
+The operators CNNs export (SUPPORTED), from PyTorch's TorchScript and dynamo exporters at any opset.
+Shape arithmetic (x.view(x.size(0), -1) exports as Shape -> Gather -> Unsqueeze -> Concat -> Reshape)
+is followed as values, never made layers. Layers are named after the module path exporters record:
+the dynamo exporter's name scopes, or the TorchScript exporter's node names
+(`/features/features.0/Conv` becomes `features_0`); graph.fuse makes a Conv and the ReLU after it one layer.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, fuse, module_name
+from .graph import FORMAT, VERSION, activation_spec, fuse, module_name
 
-ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "Elu": "elu"}
+ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "HardSwish": "hardswish",
+               "Mish": "mish", "Softplus": "softplus"}
 PASS_THROUGH = ("Dropout", "Identity")
-# Ops that only compute a shape (x.view(x.size(0), -1) exports as Shape -> Gather -> Unsqueeze -> Concat -> Reshape):
-# followed as values, never made layers.
+FINAL = ("Softmax", "LogSoftmax")  # at the end, dropped: the graph gives logits
 SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice")
-SUPPORTED = ("Conv", "Relu", "Tanh", "Sigmoid", "Selu", "Elu", "LeakyRelu(0.01)", "MaxPool", "AveragePool",
-             "GlobalAveragePool", "BatchNormalization", "Gemm", "MatMul", "Add", "Mul", "Flatten", "Reshape",
-             "Softmax (last)", "Dropout", "Identity", "Transpose (NHWC input)")
+POOLS = {"MaxPool": "maxpool", "AveragePool": "avgpool"}
+GLOBAL_POOLS = {"GlobalAveragePool": "global_avgpool", "GlobalMaxPool": "global_maxpool",
+                "ReduceMean": "global_avgpool", "ReduceMax": "global_maxpool"}
+SUPPORTED = ("Conv (stride, dilation, groups, symmetric or SAME_UPPER padding)", "BatchNormalization", "Gemm", "MatMul",
+             "MaxPool/AveragePool (padding, ceil_mode)", "GlobalAveragePool/GlobalMaxPool",
+             "ReduceMean/ReduceMax over H and W", "Relu", "Clip", "LeakyRelu", "Elu", "Selu", "Gelu", "HardSigmoid",
+             "HardSwish", "Mish", "Softplus", "Tanh", "Sigmoid", "Add", "Mul", "Concat on channels", "Flatten",
+             "Reshape to (batch, features)", "Softmax/LogSoftmax (last)", "Dropout", "Identity",
+             "Transpose (NHWC input)")
 
 
 def read(path: Path):
@@ -73,7 +80,7 @@ def to_graph(model) -> tuple[dict, dict[str, np.ndarray], str]:
             constants[node.input[1]] = np.zeros(shapes[node.input[1]])  # only its length matters below
         sources = [x for x in node.input if x and x not in constants]
         last = i == len(compute) - 1
-        if op in PASS_THROUGH or (op == "Softmax" and last) or _nhwc_input(node, a, names):
+        if op in PASS_THROUGH or (op in FINAL and last) or _nhwc_input(node, a, names):
             if op == "Transpose":
                 input_shape = (dims[3], dims[1], dims[2])
             names[node.output[0]], ranks[node.output[0]] = names[sources[0]], ranks[sources[0]]
@@ -116,8 +123,16 @@ def _adds_bias(node, source: str, constants: dict, names: dict, nodes: list, ten
 
 
 def _layer_name(node) -> str:
-    parts = [p for p in node.name.split("/") if p]
-    return parts[-2] if len(parts) >= 2 else (node.name or node.op_type.lower())
+    """The module a node came from: the dynamo exporter's last module scope, or the TorchScript exporter's path."""
+    scopes = next((re.findall(r"'([^']*)'", p.value[:4096]) for p in node.metadata_props
+                   if p.key == "pkg.torch.onnx.name_scopes"), [])
+    if len(scopes) >= 2 and scopes[-2]:
+        return scopes[-2]
+    scopes = [p for p in node.name.split("/") if p][:-1]  # "/layer1/layer1.0/conv1/Conv": layer1.0.conv1
+    path = ""
+    for scope in scopes:  # a Sequential's children are scoped by their full path, other modules by attribute
+        path = scope if not path or scope.startswith(path + ".") else f"{path}.{scope}"
+    return path or node.name or node.op_type.lower()
 
 
 def _unsupported(node, why: str = "") -> UserError:
@@ -130,20 +145,20 @@ def _convert(node, op: str, a: dict, name: str, constants: dict, tensors: dict, 
     if op == "Conv":
         weight = constants[node.input[1]]
         bias = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if any(d != 1 for d in a.get("dilations", [1, 1])) or a.get("group", 1) != 1:
-            raise _unsupported(node, "dilation or groups")
         pads, auto = list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", b"NOTSET").decode()
-        if auto in ("SAME_UPPER",):
+        if auto == "SAME_UPPER":
             padding = "same"
         elif pads[:2] == pads[2:] and auto in ("NOTSET", "VALID"):
             padding = pads[:2]
         else:
             raise _unsupported(node, f"asymmetric padding {pads} / {auto}")
+        groups = int(a.get("group", 1))
         tensors[f"{name}.conv.weight"] = weight
         if bias is not None:
             tensors[f"{name}.conv.bias"] = bias
-        return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": list(weight.shape[2:]),
-                "stride": list(a.get("strides", [1, 1])), "padding": padding, "bias": bias is not None}, 4
+        return {"op": "conv", "in": int(weight.shape[1]) * groups, "out": int(weight.shape[0]),
+                "kernel": list(weight.shape[2:]), "stride": list(a.get("strides", [1, 1])), "padding": padding,
+                "dilation": list(a.get("dilations", [1, 1])), "groups": groups, "bias": bias is not None}, 4
     if op in ("Gemm", "MatMul"):
         weight = constants.get(node.input[1])
         if weight is None or (op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1 or a.get("beta", 1.0) != 1)):
@@ -159,20 +174,52 @@ def _convert(node, op: str, a: dict, name: str, constants: dict, tensors: dict, 
             tensors[f"{name}.{key}"] = constants[node.input[index]]
         return {"op": "batchnorm", "features": int(len(tensors[f"{name}.running_mean"])),
                 "eps": float(a.get("epsilon", 1e-5)), "dims": 2 if rank == 4 else 1}, rank
-    if op in ("MaxPool", "AveragePool"):
-        if any(a.get("pads", [0])) or a.get("ceil_mode", 0) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
-            raise _unsupported(node, "padding or ceil_mode")
-        kernel = list(a["kernel_shape"])
-        return {"op": "maxpool" if op == "MaxPool" else "avgpool", "kernel": kernel,
-                "stride": list(a.get("strides", kernel))}, 4
-    if op == "GlobalAveragePool":
-        return {"op": "global_avgpool"}, 2
-    if op in ACTIVATIONS or (op == "LeakyRelu" and abs(a.get("alpha", 0.01) - 0.01) < 1e-9):
-        return {"op": "activation", "function": ACTIVATIONS.get(op, "leaky_relu")}, rank
+    if op in POOLS:
+        pads, kernel = list(a.get("pads", [0, 0, 0, 0])), list(a["kernel_shape"])
+        if pads[:2] != pads[2:] or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or \
+                any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise _unsupported(node, f"asymmetric padding {pads}, auto_pad or dilation")
+        pool = {"op": POOLS[op], "kernel": kernel, "stride": list(a.get("strides", [1, 1])), "padding": pads[:2],
+                "ceil_mode": bool(a.get("ceil_mode", 0))}
+        return pool | ({"count_include_pad": bool(a.get("count_include_pad", 0))} if op == "AveragePool" else {}), 4
+    if op in GLOBAL_POOLS and (op.startswith("Global") or _reduces_spatially(node, a, constants)):
+        return {"op": GLOBAL_POOLS[op]}, 2
+    if op in ACTIVATIONS or op in ("Clip", "LeakyRelu", "Elu", "HardSigmoid", "Gelu"):
+        return {"op": "activation", "function": _activation(node, op, a, constants)}, rank
     if op == "Flatten" and a.get("axis", 1) == 1:
         return {"op": "flatten"}, 2
     if op == "Reshape" and len(constants.get(node.input[1], [])) == 2 and rank in (2, 4):
         return {"op": "flatten"}, 2
     if op in ("Add", "Mul") and len([x for x in node.input if x not in constants]) == 2:
         return {"op": "add" if op == "Add" else "mul"}, rank
+    if op == "Concat" and a.get("axis") in (1, -3 if rank == 4 else -1):
+        return {"op": "concat"}, rank
     raise _unsupported(node)
+
+
+def _activation(node, op: str, a: dict, constants: dict) -> str:
+    """Return the graph's spec of an activation node, with the numbers its attributes or inputs give."""
+    if op in ACTIVATIONS:
+        return ACTIVATIONS[op]
+    if op == "Clip":  # bounds are inputs from opset 11, attributes before; either may be absent
+        given = [constants[x] for x in node.input[1:3] if x and x in constants]
+        if len(given) != len([x for x in node.input[1:3] if x]):
+            raise _unsupported(node, "bounds computed in the graph")
+        bounds = [float(a.get("min", -np.inf)), float(a.get("max", np.inf))]
+        for k, x in enumerate(node.input[1:3]):
+            if x:
+                bounds[k] = float(constants[x])
+        return activation_spec("clip", *bounds)
+    if op == "LeakyRelu":
+        return activation_spec("leaky_relu", a.get("alpha", 0.01))
+    if op == "Elu":
+        return activation_spec("elu", a.get("alpha", 1.0))
+    if op == "HardSigmoid":
+        return activation_spec("hardsigmoid", a.get("alpha", 0.2), a.get("beta", 0.5))
+    return "gelu_tanh" if a.get("approximate", b"none") == b"tanh" else "gelu"
+
+
+def _reduces_spatially(node, a: dict, constants: dict) -> bool:
+    """True for a ReduceMean or ReduceMax over H and W (axes an attribute before opset 18, an input after)."""
+    axes = a.get("axes", constants.get(node.input[1]) if len(node.input) > 1 else None)
+    return axes is not None and sorted(int(x) % 4 for x in np.ravel(axes)) == [2, 3]

@@ -19,18 +19,29 @@ from torch import nn
 
 from ..errors import UserError
 from . import pt2
-from .graph import FORMAT, VERSION, fuse, module_name
+from .graph import FORMAT, VERSION, activation_spec, fuse, module_name
 
 aten = torch.ops.aten
+# Activations without numbers, and those whose numbers come from the call (see _activation).
 ACTIVATIONS = {aten.relu.default: "relu", aten.relu_.default: "relu", aten.tanh.default: "tanh",
-               aten.sigmoid.default: "sigmoid", aten.gelu.default: "gelu", aten.silu.default: "swish",
-               aten.selu.default: "selu", aten.elu.default: "elu"}
+               aten.sigmoid.default: "sigmoid", aten.sigmoid_.default: "sigmoid", aten.silu.default: "swish",
+               aten.silu_.default: "swish", aten.selu.default: "selu", aten.mish.default: "mish",
+               aten.hardswish.default: "hardswish", aten.hardswish_.default: "hardswish",
+               aten.hardsigmoid.default: "hardsigmoid", aten.relu6.default: "clip"}
+PARAMETRIC = {aten.hardtanh.default: "clip", aten.hardtanh_.default: "clip", aten.leaky_relu.default: "leaky_relu",
+              aten.leaky_relu_.default: "leaky_relu", aten.elu.default: "elu", aten.gelu.default: "gelu",
+              aten.softplus.default: "softplus"}
 PASS_THROUGH = {aten.dropout.default, aten.dropout_.default, aten.clone.default, aten.contiguous.default,
                 aten.alias.default, aten.detach.default, aten.feature_dropout.default}
 FINAL = {aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default}
-SUPPORTED = ("Conv2d", "Linear", "BatchNorm1d/2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)", "Flatten", "view",
-             "Dropout", "ReLU/Tanh/Sigmoid/GELU/SiLU/SELU/ELU (modules or functions)", "+", "*",
-             "softmax at the end")
+CONVS = (aten.conv2d.default, aten.conv2d.padding, aten.convolution.default)
+POOLS = {aten.max_pool2d.default: "maxpool", aten.avg_pool2d.default: "avgpool"}
+JOINS = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.mul.Tensor: "mul", aten.cat.default: "concat"}
+SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "Linear", "BatchNorm1d/2d",
+             "MaxPool2d/AvgPool2d (padding, ceil_mode)", "AdaptiveAvgPool2d(1)/AdaptiveMaxPool2d(1)", "ZeroPad2d",
+             "Flatten", "view", "Dropout", "ReLU/ReLU6/Hardtanh/LeakyReLU/ELU/SELU/GELU/SiLU/Mish/Hardswish/"
+             "Hardsigmoid/Softplus/Tanh/Sigmoid (modules or functions)", "+", "*", "torch.cat on channels",
+             "softmax or log_softmax at the end")
 
 
 def export(module: nn.Module, input_shape: tuple[int, int, int]) -> torch.export.ExportedProgram:
@@ -86,15 +97,17 @@ def _is_last(node) -> bool:
 
 
 def _tensor_args(node, weights: dict) -> list:
-    return [a for a in node.args if isinstance(a, torch.fx.Node) and a.name not in weights]
+    """The values a node reads that come from other nodes (torch.cat's come as a list), not weights."""
+    args = [v for a in node.args for v in (a if isinstance(a, (list, tuple)) else [a])]
+    return [a for a in args if isinstance(a, torch.fx.Node) and a.name not in weights]
 
 
 def _layer_name(node) -> str:
-    """Name a node after the module it came from; functional ops (F.relu, +) keep their own node name."""
+    """Name a node after the module it came from (a residual block's sum after the block); functional
+    activations keep their own node name, since one ReLU module may be called after several layers."""
     stack = list(node.meta.get("nn_module_stack", {}).values())
     path = stack[-1][0] if stack else ""
-    module_op = node.target not in ACTIVATIONS and node.target not in (aten.add.Tensor, aten.mul.Tensor)
-    return path if path and module_op else node.name
+    return path if path and node.target not in ACTIVATIONS and node.target not in PARAMETRIC else node.name
 
 
 def _unsupported(node, why: str = "") -> UserError:
@@ -104,62 +117,108 @@ def _unsupported(node, why: str = "") -> UserError:
                      f"imports {', '.join(SUPPORTED)}")
 
 
-def _weight(node, index: int, weights: dict):
-    arg = node.args[index] if len(node.args) > index else None
-    return weights[arg.name] if isinstance(arg, torch.fx.Node) else None
+def _weight(value, weights: dict):
+    """The array of a parameter or buffer argument; None for anything else (no bias, or a computed value)."""
+    return weights.get(value.name) if isinstance(value, torch.fx.Node) else None
 
 
-def _ints(value, n: int = 2) -> list[int]:
-    return list(value) * (n if len(value) == 1 else 1) if isinstance(value, (list, tuple)) else [int(value)] * n
+def _arguments(node) -> dict:
+    """Return an ATen call's arguments by their schema names, defaults filled in, whether given by position or name."""
+    schema = node.target._schema.arguments
+    given = dict(zip((a.name for a in schema), node.args)) | dict(node.kwargs)
+    return {a.name: given[a.name] if a.name in given else a.default_value for a in schema}
+
+
+def _pair(value) -> list[int]:
+    return [int(v) for v in value] * (2 if len(value) == 1 else 1) if isinstance(value, (list, tuple)) else [int(value)] * 2
+
+
+def _activation(node) -> str:
+    """Return the graph's spec of an activation call, with the numbers its arguments give."""
+    if node.target in ACTIVATIONS:
+        return activation_spec("clip", 0, 6) if node.target == aten.relu6.default else ACTIVATIONS[node.target]
+    a, name = _arguments(node), PARAMETRIC[node.target]
+    if name == "clip":
+        return activation_spec("clip", a["min_val"], a["max_val"])
+    if name == "leaky_relu":
+        return activation_spec("leaky_relu", a["negative_slope"])
+    if name == "elu" and a["scale"] == 1 and a["input_scale"] == 1:
+        return activation_spec("elu", a["alpha"])
+    if name == "gelu":
+        return "gelu_tanh" if a["approximate"] == "tanh" else "gelu"
+    if name == "softplus" and a["beta"] == 1 and a["threshold"] == 20:
+        return "softplus"
+    raise _unsupported(node, f"with {a}")
 
 
 def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
-    target, args = node.target, node.args
-    if target in (aten.conv2d.default, aten.conv2d.padding):
-        weight, bias = _weight(node, 1, weights), _weight(node, 2, weights)
-        stride, padding = _ints(args[3] if len(args) > 3 else 1), args[4] if len(args) > 4 else 0
-        dilation, groups = _ints(args[5] if len(args) > 5 else 1), args[6] if len(args) > 6 else 1
-        if dilation != [1, 1] or groups != 1:
-            raise _unsupported(node, "dilation or groups")
+    target, a = node.target, _arguments(node)
+    if target in CONVS:
+        if a.get("transposed"):
+            raise _unsupported(node, "a transposed convolution")
+        weight, bias, groups = _weight(a["weight"], weights), _weight(a["bias"], weights), int(a["groups"])
+        if weight is None:
+            raise _unsupported(node, "a kernel computed in forward, not a parameter")
+        stride, padding = _pair(a["stride"]), a["padding"]
         if padding == "same" and stride != [1, 1]:
             raise _unsupported(node, "same padding with stride")
         tensors[f"{name}.conv.weight"] = weight
         if bias is not None:
             tensors[f"{name}.conv.bias"] = bias
-        return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": list(weight.shape[2:]),
-                "stride": stride, "padding": padding if isinstance(padding, str) else _ints(padding),
-                "bias": bias is not None}
+        return {"op": "conv", "in": int(weight.shape[1]) * groups, "out": int(weight.shape[0]),
+                "kernel": list(weight.shape[2:]), "stride": stride,
+                "padding": padding if isinstance(padding, str) else _pair(padding), "dilation": _pair(a["dilation"]),
+                "groups": groups, "bias": bias is not None}
     if target == aten.linear.default:
-        weight, bias = _weight(node, 1, weights), _weight(node, 2, weights)
+        weight, bias = _weight(a["weight"], weights), _weight(a["bias"], weights)
+        if weight is None:
+            raise _unsupported(node, "a weight computed in forward, not a parameter")
         tensors[f"{name}.linear.weight"] = weight
         if bias is not None:
             tensors[f"{name}.linear.bias"] = bias
         return {"op": "dense", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "bias": bias is not None}
     if target in (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default):
-        eps = args[-1] if target == aten._native_batch_norm_legit_no_training.default else args[7]
-        for key, index in (("weight", 1), ("bias", 2), ("running_mean", 3), ("running_var", 4)):
-            tensors[f"{name}.{key}"] = _weight(node, index, weights)
-        features = len(tensors[f"{name}.running_mean"])
+        for key, arg in (("weight", "weight"), ("bias", "bias"), ("running_mean", "running_mean"),
+                         ("running_var", "running_var")):
+            tensors[f"{name}.{key}"] = _weight(a[arg], weights)
         value = node.meta["val"][0] if isinstance(node.meta["val"], tuple) else node.meta["val"]
-        return {"op": "batchnorm", "features": features, "eps": float(eps), "dims": 2 if value.dim() == 4 else 1}
-    if target in (aten.max_pool2d.default, aten.avg_pool2d.default):
-        kernel = _ints(args[1])
-        stride = _ints(args[2]) if len(args) > 2 and args[2] else kernel
-        if (len(args) > 3 and any(_ints(args[3]))) or (len(args) > 5 and args[5]):
-            raise _unsupported(node, "padding or ceil_mode")
-        return {"op": "maxpool" if target == aten.max_pool2d.default else "avgpool", "kernel": kernel, "stride": stride}
-    if target == aten.adaptive_avg_pool2d.default and _ints(args[1]) == [1, 1] or (
-            target == aten.mean.dim and sorted(d % 4 for d in args[1]) == [2, 3]):
-        return {"op": "global_avgpool"}
-    if target in ACTIVATIONS:
-        return {"op": "activation", "function": ACTIVATIONS[target]}
+        return {"op": "batchnorm", "features": len(tensors[f"{name}.running_mean"]), "eps": float(a["eps"]),
+                "dims": 2 if value.dim() == 4 else 1}
+    if target in POOLS:
+        kernel = _pair(a["kernel_size"])
+        if target == aten.max_pool2d.default and _pair(a["dilation"]) != [1, 1]:
+            raise _unsupported(node, "a dilated max pool")
+        if target == aten.avg_pool2d.default and a["divisor_override"] is not None:
+            raise _unsupported(node, "divisor_override")
+        pool = {"op": POOLS[target], "kernel": kernel, "stride": _pair(a["stride"]) if a["stride"] else kernel,
+                "padding": _pair(a["padding"]), "ceil_mode": bool(a["ceil_mode"])}
+        return pool | ({"count_include_pad": bool(a["count_include_pad"])} if target == aten.avg_pool2d.default else {})
+    if _pools_globally(node, a):
+        return {"op": "global_avgpool" if target in (aten.adaptive_avg_pool2d.default, aten.mean.dim) else "global_maxpool"}
+    if target == aten.constant_pad_nd.default and len(a["pad"]) == 4 and a["value"] == 0:
+        left, right, top, bottom = (int(p) for p in a["pad"])
+        return {"op": "pad", "pads": [top, bottom, left, right]}
+    if target in ACTIVATIONS or target in PARAMETRIC:
+        return {"op": "activation", "function": _activation(node)}
     if target in (aten.flatten.using_ints, aten.view.default, aten.reshape.default):
         shape = node.meta["val"].shape
         if len(shape) != 2:
             raise _unsupported(node, f"a reshape to {tuple(shape)}; only flattening to (batch, features)")
         return {"op": "flatten"}
-    if target in (aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor):
-        if len(_tensor_args(node, weights)) != 2 or node.kwargs.get("alpha", 1) != 1:
+    if target in JOINS:
+        values = a["tensors"] if target == aten.cat.default else [a["self"], a["other"]]
+        if target == aten.cat.default and a["dim"] % node.meta["val"].dim() != 1:
+            raise _unsupported(node, f"joining along dimension {a['dim']}, not the channels")
+        if any(_weight(v, weights) is not None or not isinstance(v, torch.fx.Node) for v in values) or a.get("alpha", 1) != 1:
             raise _unsupported(node, "a constant or alpha")
-        return {"op": "mul" if target == aten.mul.Tensor else "add"}
+        return {"op": JOINS[target]}
     raise _unsupported(node)
+
+
+def _pools_globally(node, a: dict) -> bool:
+    """True for an adaptive pool to 1x1, or a mean or max over both spatial axes."""
+    if node.target in (aten.adaptive_avg_pool2d.default, aten.adaptive_max_pool2d.default):
+        return _pair(a["output_size"]) == [1, 1]
+    if node.target in (aten.mean.dim, aten.amax.default):
+        return sorted(d % 4 for d in a["dim"]) == [2, 3]
+    return False
