@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
 from rich.table import Table
 
+from ..errors import UserError
 from .flags import Parser, console
 
 
@@ -27,6 +29,8 @@ def add(sub) -> None:
                              "layer spec before training. Example: convlens summary runs/articles-keras")
     summary.add_argument("run", nargs="?", help="a run folder (default: the model --model names)")
     summary.add_argument("--model", default="simple", help=f"a preset ({', '.join(PRESETS)}) or a layer spec")
+    summary.add_argument("--layers", metavar="PATTERNS", help="only the layers whose names match these shell patterns, "
+                         "comma-separated: 'conv*', 'block_1*,block_2*' (totals stay the whole model's)")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.add_argument("--plot", metavar="PNG", help="also draw parameters and receptive fields per layer here")
     summary.set_defaults(handler=show_summary)
@@ -66,20 +70,31 @@ def show_summary(args) -> None:
     else:
         spec = resolve_spec(args.model)
         table = layer_table(build_model(spec))
+    rows = list(table)
+    if args.layers:
+        patterns = [p.strip() for p in args.layers.split(",") if p.strip()]
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
+        if not rows:
+            raise UserError(f"no layer matches {args.layers}; the layers are {', '.join(table.names())[:300]}")
     if args.json:
         layers = [{"name": r.name, "kind": r.kind, "type": r.type, "output_shape": list(r.output_shape),
                    "params": r.params, "receptive_field": r.field.size, "jump": r.field.jump, "offset": r.field.offset}
-                  for r in table]
+                  for r in rows]
         print(json.dumps({"spec": spec, "input_shape": list(table.input_shape), "layers": layers,
                           "total_params": table.total_params}, indent=2))
         return
     shown = Table(title=spec, caption="receptive field: the input square one unit sees; "
                   "jump: input pixels between neighbouring units")
-    for col in ("layer", "type", "output shape", "params", "receptive field", "jump"):
-        shown.add_column(col, justify="left" if col in ("layer", "type") else "right")
-    for r in table:
-        shown.add_row(r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}",
-                      f"{r.field.size}x{r.field.size}", str(r.field.jump) if r.field.jump else "-")
+    cells = [[r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.field.size}x{r.field.size}",
+              str(r.field.jump) if r.field.jump else "-"] for r in rows]
+    # Names and numbers whole, whatever the width (a 150-layer model's names are how its maps are asked for);
+    # only the module types give way, so each layer stays one line.
+    for k, col in enumerate(("layer", "type", "output shape", "params", "receptive field", "jump")):
+        widest = max(len(f"{table.total_params:,}") if k == 3 else 0, *(len(row[k]) for row in cells))
+        shown.add_column(col, justify="left" if k < 2 else "right", no_wrap=True,
+                         **({"overflow": "ellipsis", "max_width": 32} if k == 1 else {"min_width": widest}))
+    for row in cells:
+        shown.add_row(*row)
     shown.add_row("total", "", "", f"{table.total_params:,}", "", "", style="bold")
     console.print(shown)
     if args.plot:

@@ -23,13 +23,20 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, GraphNet, fuse, module_name
+from .graph import FORMAT, VERSION, GraphNet, activation_spec, fuse, module_name
 from .limits import unpacked_limit
 
-SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalAveragePooling2D", "Dense",
-             "Dropout", "BatchNormalization", "Activation", "ReLU", "Rescaling", "Add")
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu", "elu", "linear", "gelu", "softplus", "swish", "silu")
-
+SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization",
+             "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D",
+             "Cropping2D", "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "Activation", "ReLU", "LeakyReLU",
+             "Rescaling", "Normalization", "Add", "Multiply", "Concatenate")
+# Keras activation names -> graph.py's specs; a final softmax is dropped, so the model gives logits.
+ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu", "elu": "elu", "linear": "linear",
+               "gelu": "gelu", "softplus": "softplus", "swish": "swish", "silu": "swish", "mish": "mish",
+               "relu6": activation_spec("clip", 0, 6), "hard_sigmoid": activation_spec("hardsigmoid", 1 / 6, 0.5),
+               "hard_silu": "hardswish", "hard_swish": "hardswish", "leaky_relu": activation_spec("leaky_relu", 0.2)}
+FINAL = ("softmax", "log_softmax")
+EPSILON = 1e-7  # keras.backend.epsilon(): Normalization divides by at least this
 
 def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
     """Return (model config, {layer name: its weights in Keras's order}, Keras version) of a .keras or .h5 file."""
@@ -137,16 +144,18 @@ def _legacy_weights(f) -> dict[str, list[np.ndarray]]:
     return weights
 
 
-def _inbound(layer: dict, previous: str | None) -> list[str]:
-    """Return the names of the layers feeding this one (Sequential: the previous layer)."""
+def _inbound(layer: dict, previous: str | None) -> tuple[list[str], list[float]]:
+    """Return the names of the layers feeding this one (Sequential: the previous layer), and any numbers it
+    is applied to (Keras 3 records `x + 3.0` in MobileNetV3's hard sigmoid as an Add of a tensor and 3.0)."""
     nodes = layer.get("inbound_nodes")
     if not nodes:
-        return [previous] if previous else []
+        return ([previous] if previous else []), []
     first = nodes[0]
     if isinstance(first, dict):  # Keras 3: {"args": [a tensor, or a list of tensors for Add], "kwargs": {}}
         args = first["args"][0] if isinstance(first["args"][0], list) else first["args"]
-        return [a["config"]["keras_history"][0] for a in args]
-    return [a[0] for a in first]  # Keras 2: [[layer name, node index, tensor index, kwargs], ...]
+        tensors = [a["config"]["keras_history"][0] for a in args if isinstance(a, dict)]
+        return tensors, [float(a) for a in args if isinstance(a, (int, float))]
+    return [a[0] for a in first], []  # Keras 2: [[layer name, node index, tensor index, kwargs], ...]
 
 
 def _unsupported(layer: dict, why: str = "") -> UserError:
@@ -159,12 +168,11 @@ def _unsupported(layer: dict, why: str = "") -> UserError:
 def _activation(layer: dict, name: str | None, last: bool) -> str | None:
     if not isinstance(name, (str, type(None))):  # Keras saves activations by name; a dict or list is tampering
         raise _unsupported(layer, f"activation {type(name).__name__} {str(name)[:40]}, not a name")
-    name = {"silu": "swish"}.get(name, name)
-    if name == "softmax" and last:
+    if name in FINAL and last:
         return None  # a final softmax becomes logits
     if name not in ACTIVATIONS:
         raise _unsupported(layer, f"activation {name}")
-    return None if name == "linear" else name
+    return None if name == "linear" else ACTIVATIONS[name]
 
 
 def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, dict[str, np.ndarray]]:
@@ -188,11 +196,13 @@ def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, 
             if not shape:
                 raise UserError("the model does not record its input shape; build it with keras.Input((H, W, C))")
             input_shape = _chw(shape[1:], layer)
-        node = {"name": names[name], "inputs": [names[n] for n in _inbound(layer, previous)]}
-        node |= _node(layer, weights.get(name, []), last, tensors, names[name])
-        if node["op"] == "add" and len(node["inputs"]) != 2:
-            raise _unsupported(layer, f"{len(node['inputs'])} inputs")
-        nodes.append(node)
+        sources, numbers = _inbound(layer, previous)
+        inputs = [names[n] for n in sources]
+        for part in _nodes(layer, weights.get(name, []), last, tensors, names[name], used, numbers, inputs == ["input"]):
+            nodes.append({"name": part.pop("name", names[name]), "inputs": inputs} | part)
+            inputs = [nodes[-1]["name"]]
+        if nodes[-1]["op"] in ("add", "mul") and len(nodes[-1]["inputs"]) != 2:
+            raise _unsupported(layer, f"{len(nodes[-1]['inputs'])} inputs")
         previous = name
     graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
     graph = fuse(graph, tensors)
@@ -208,20 +218,56 @@ def _chw(shape: list, layer: dict) -> tuple[int, int, int]:
     return (int(shape[2]), int(shape[0]), int(shape[1]))
 
 
-def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str) -> dict:
+def _nodes(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str, used: set[str],
+           numbers: list[float], reads_input: bool) -> list[dict]:
+    """Return the graph nodes of one Keras layer, in order: one, or two for a separable convolution
+    (depthwise, then pointwise under the layer's own name)."""
     kind, c = layer["class_name"], layer["config"]
+    if c.get("data_format", "channels_last") != "channels_last":
+        raise _unsupported(layer, "channels_first")
+    if kind == "SeparableConv2D":
+        depthwise = module_name(f"{name}_depthwise", used)
+        return [{"name": depthwise, **_depthwise(layer, w[0], None, tensors, depthwise)},
+                _conv(layer, w[1], w[2] if c["use_bias"] else None, tensors, name, pointwise=True)
+                | {"activation": _activation(layer, c["activation"], last)}]
+    if kind == "DepthwiseConv2D":
+        return [_depthwise(layer, w[0], w[1] if c["use_bias"] else None, tensors, name)
+                | {"activation": _activation(layer, c["activation"], last)}]
     if kind == "Conv2D":
-        if tuple(c.get("dilation_rate", (1, 1))) != (1, 1) or c.get("groups", 1) != 1:
-            raise _unsupported(layer, "dilation or groups")
-        if c.get("data_format", "channels_last") != "channels_last":
-            raise _unsupported(layer, "channels_first")
-        kernel = w[0]  # (kh, kw, in, out) -> (out, in, kh, kw)
-        tensors[f"{name}.conv.weight"] = kernel.transpose(3, 2, 0, 1)
-        if c["use_bias"]:
-            tensors[f"{name}.conv.bias"] = w[1]
-        node = {"op": "conv", "in": int(kernel.shape[2]), "out": int(kernel.shape[3]), "kernel": list(kernel.shape[:2]),
-                "stride": list(c["strides"]), "padding": c["padding"], "bias": bool(c["use_bias"])}
-        return node | {"activation": _activation(layer, c["activation"], last)}
+        return [_conv(layer, w[0], w[1] if c["use_bias"] else None, tensors, name)
+                | {"activation": _activation(layer, c["activation"], last)}]
+    return [_node(layer, w, last, tensors, name, numbers, reads_input)]
+
+
+def _conv(layer: dict, kernel: np.ndarray, bias, tensors: dict, name: str, pointwise: bool = False) -> dict:
+    """A Conv2D (or a separable conv's pointwise half): kernels go from (kh, kw, in / groups, out) to OIHW."""
+    c = layer["config"]
+    tensors[f"{name}.conv.weight"] = kernel.transpose(3, 2, 0, 1)
+    if bias is not None:
+        tensors[f"{name}.conv.bias"] = bias
+    groups = 1 if pointwise else int(c.get("groups", 1))
+    return {"op": "conv", "in": int(kernel.shape[2]) * groups, "out": int(kernel.shape[3]),
+            "kernel": list(kernel.shape[:2]), "stride": [1, 1] if pointwise else list(c["strides"]),
+            "padding": "valid" if pointwise else c["padding"], "groups": groups,
+            "dilation": [1, 1] if pointwise else list(c.get("dilation_rate", (1, 1))), "bias": bias is not None}
+
+
+def _depthwise(layer: dict, kernel: np.ndarray, bias, tensors: dict, name: str) -> dict:
+    """A depthwise conv: (kh, kw, in, multiplier) becomes in * multiplier kernels of one channel, in
+    groups of one input each; output channel i * multiplier + m is Keras's order too."""
+    c = layer["config"]
+    kh, kw, channels, multiplier = kernel.shape
+    tensors[f"{name}.conv.weight"] = kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
+    if bias is not None:
+        tensors[f"{name}.conv.bias"] = bias
+    return {"op": "conv", "in": int(channels), "out": int(channels * multiplier), "kernel": [int(kh), int(kw)],
+            "stride": list(c["strides"]), "padding": c["padding"], "groups": int(channels),
+            "dilation": list(c.get("dilation_rate", (1, 1))), "bias": bias is not None}
+
+
+def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str, numbers: list[float],
+          reads_input: bool) -> dict:
+    kind, c = layer["class_name"], layer["config"]
     if kind == "Dense":
         tensors[f"{name}.linear.weight"] = w[0].T  # (in, out) -> (out, in)
         if c["use_bias"]:
@@ -229,11 +275,9 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
         return {"op": "dense", "in": int(w[0].shape[0]), "out": int(w[0].shape[1]), "bias": bool(c["use_bias"]),
                 "activation": _activation(layer, c["activation"], last)}
     if kind in ("MaxPooling2D", "AveragePooling2D"):
-        if c.get("padding", "valid") != "valid":
-            raise _unsupported(layer, "same padding")
         size = list(c["pool_size"])
         return {"op": "maxpool" if kind == "MaxPooling2D" else "avgpool", "kernel": size,
-                "stride": list(c.get("strides") or size)}
+                "stride": list(c.get("strides") or size), "padding": "same" if c.get("padding") == "same" else [0, 0]}
     if kind == "BatchNormalization":
         if c.get("axis", -1) not in (-1, 3, [3], [-1]):
             raise _unsupported(layer, f"axis {c.get('axis')}")
@@ -247,22 +291,66 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
     if kind == "Activation":
         function = _activation(layer, c["activation"], last)
         return {"op": "activation", "function": function} if function else {"op": "identity"}
-    if kind == "ReLU":
-        if c.get("max_value") is not None or c.get("negative_slope", 0) or c.get("threshold", 0):
-            raise _unsupported(layer, "max_value, negative_slope or threshold")
-        return {"op": "activation", "function": "relu"}
+    if kind in ("ReLU", "LeakyReLU"):
+        return {"op": "activation", "function": _relu(layer)}
     if kind == "Rescaling":
         # convlens feeds pixels / 255; a model that rescales raw 0-255 pixels itself gets them scaled back.
-        return {"op": "affine", "scale": _per_channel(c["scale"], 255.0), "offset": _per_channel(c["offset"], 1.0)}
+        factor = 255.0 if reads_input else 1.0
+        return {"op": "affine", "scale": _per_channel(c["scale"], factor), "offset": _per_channel(c["offset"], 1.0)}
+    if kind == "Normalization":  # Keras: (x - mean) / max(sqrt(variance), epsilon), per channel
+        if c.get("invert") or c.get("axis") not in (-1, 3, [3], [-1]):
+            raise _unsupported(layer, "invert, or an axis other than the channels")
+        mean, variance = (np.ravel(v).astype(np.float64) for v in w[:2])
+        scale = 1.0 / np.maximum(np.sqrt(variance), EPSILON)
+        factor = 255.0 if reads_input else 1.0
+        return {"op": "affine", "scale": [float(v) * factor for v in scale], "offset": [float(v) for v in -mean * scale]}
+    if kind in ("ZeroPadding2D", "Cropping2D"):
+        (top, bottom), (left, right) = c["padding"] if kind == "ZeroPadding2D" else c["cropping"]
+        sign = 1 if kind == "ZeroPadding2D" else -1
+        return {"op": "pad", "pads": [sign * int(v) for v in (top, bottom, left, right)]}
     if kind == "Flatten":
         return {"op": "flatten", "keras_order": True}
-    if kind == "GlobalAveragePooling2D":
-        if c.get("keepdims"):
-            raise _unsupported(layer, "keepdims")
-        return {"op": "global_avgpool"}
-    if kind == "Add":
-        return {"op": "add"}
-    return {"op": "identity"}  # Dropout
+    if kind == "Reshape":
+        return _reshape(layer)
+    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        return {"op": "global_avgpool" if kind == "GlobalAveragePooling2D" else "global_maxpool",
+                "keepdims": bool(c.get("keepdims", False))}
+    if kind in ("Add", "Multiply"):
+        if numbers:  # a tensor and a number: x + 3.0 or x * (1 / 6)
+            total = float(np.sum(numbers)) if kind == "Add" else float(np.prod(numbers))
+            return {"op": "affine", "scale": 1.0, "offset": total} if kind == "Add" else \
+                {"op": "affine", "scale": total, "offset": 0.0}
+        return {"op": "add" if kind == "Add" else "mul"}
+    if kind == "Concatenate":
+        if c.get("axis", -1) not in (-1, 3):
+            raise _unsupported(layer, f"axis {c.get('axis')}; convlens joins along the channels")
+        return {"op": "concat"}
+    return {"op": "identity"}  # Dropout, SpatialDropout2D
+
+
+def _relu(layer: dict) -> str:
+    """Keras's ReLU(max_value, negative_slope, threshold) and LeakyReLU as graph.py's activation specs."""
+    c = layer["config"]
+    if layer["class_name"] == "LeakyReLU":
+        return activation_spec("leaky_relu", c.get("negative_slope", c.get("alpha", 0.3)))
+    top, slope, threshold = c.get("max_value"), c.get("negative_slope") or 0.0, c.get("threshold") or 0.0
+    if threshold:
+        raise _unsupported(layer, f"threshold {threshold}")
+    if slope and top is not None:
+        raise _unsupported(layer, "both negative_slope and max_value")
+    if slope:
+        return activation_spec("leaky_relu", slope)
+    return "relu" if top is None else activation_spec("clip", 0.0, top)
+
+
+def _reshape(layer: dict) -> dict:
+    """Reshapes whose meaning does not depend on the channels' place: to a vector, or a vector to (1, 1, C)."""
+    target = [int(v) for v in layer["config"]["target_shape"]]
+    if len(target) == 1:
+        return {"op": "flatten", "keras_order": True}
+    if len(target) == 3 and target[:2] == [1, 1]:
+        return {"op": "reshape", "shape": [target[2], 1, 1]}
+    raise _unsupported(layer, f"target shape {target}: only to (features,) or (1, 1, channels)")
 
 
 def _per_channel(value, factor: float):
