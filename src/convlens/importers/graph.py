@@ -313,11 +313,14 @@ class GraphNet(nn.Module):
         if graph.get("format") != FORMAT or graph.get("version") != VERSION:
             raise UserError(f"not a convlens graph of version {VERSION}; import the model again")
         self.input_shape = tuple(graph["input_shape"])
-        self._steps: list[tuple[str, nn.Module, list[str]]] = []  # layer names never start with "_" (module_name strips it)
+        # (name, module, inputs, values no later layer reads); layer names never start with "_" (module_name strips it)
+        self._steps: list[tuple[str, nn.Module, list[str], list[str]]] = []
+        last_reader = {i: k for k, node in enumerate(graph["nodes"]) for i in node.get("inputs", [])}
         previous = "input"
-        for node in graph["nodes"]:
+        for k, node in enumerate(graph["nodes"]):
             self.add_module(node["name"], _module(node))
-            self._steps.append((node["name"], getattr(self, node["name"]), node.get("inputs", [])))
+            done = sorted({i for i in node.get("inputs", []) if last_reader[i] == k})
+            self._steps.append((node["name"], getattr(self, node["name"]), node.get("inputs", []), done))
             previous = node["name"] if node.get("inputs") == [previous] else None
         # A chain (each layer reads the one before) runs without the lookup table: Captum's occlusion and
         # the OIP search call forward hundreds of times, and the table cost a tenth of a millisecond each.
@@ -325,12 +328,14 @@ class GraphNet(nn.Module):
 
     def forward(self, x):
         if self._chain:
-            for _, module, _ in self._steps:
+            for _, module, _, _ in self._steps:
                 x = module(x)
             return x
         values = {"input": x}
-        for name, module, inputs in self._steps:
+        for name, module, inputs, done in self._steps:
             values[name] = module(*(values[i] for i in inputs))
+            for i in done:  # freed once read for the last time: ResNet50 kept 100 MB a 224x224 image otherwise
+                del values[i]
         return values[self._steps[-1][0]]
 
 
