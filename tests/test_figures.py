@@ -66,13 +66,24 @@ def test_sweep_bars_are_errors_from_zero():
     assert_legible(fig)
 
 
-def test_feature_maps_carry_readable_map_numbers():
-    maps = torch.rand(2, 32, 26, 26)
+def test_feature_maps_are_numbered_from_outside_their_tiles():
+    maps = torch.rand(2, 32, 26, 26)  # 6 a row
     fig = views.feature_map_figure(torch.zeros(2, 28, 28, dtype=torch.uint8), maps, "conv1", ["#0: 7", "#1: 2"])
     tiles = fig.axes[2]  # axes: the two images, then the two mosaics of maps
-    assert [t.get_text() for t in tiles.texts] == [str(i) for i in range(32)]
-    assert all(t.get_bbox_patch() is not None for t in tiles.texts)  # on a box, readable on any tile
+    assert not tiles.texts  # nothing drawn over a map
+    rows = {float(y): t.get_text() for y, t in zip(tiles.get_yticks(), tiles.get_yticklabels())}
+    cols = {float(x): t.get_text() for x, t in zip(tiles.get_xticks(), tiles.get_xticklabels())}
+    assert list(rows.values()) == ["0", "6", "12", "18", "24", "30"] and list(cols.values())[:3] == ["+0", "+1", "+2"]
+    # Map 20 is row 3 (from 18), column 2: its centre, with tiles of 26 pixels and gaps of 1, is where both labels point.
+    assert rows[3 * 27 + 12.5] == "18" and cols[2 * 27 + 12.5] == "+2"
     assert_legible(fig)
+
+
+def test_a_layer_of_2048_maps_is_numbered_with_a_few_dozen_labels():
+    fig = views.feature_map_figure(torch.zeros(1, 28, 28, dtype=torch.uint8), torch.rand(1, 2048, 7, 7), "layer4",
+                                   ["#0: 7"])
+    tiles = fig.axes[1]
+    assert not tiles.texts and len(tiles.get_yticks()) + len(tiles.get_xticks()) <= 2 * views.MAX_TICKS
 
 
 def test_oip_gallery_labels_every_tile_and_frames_it():
