@@ -103,6 +103,32 @@ def test_the_mnist_example_imports_through_the_cli_with_its_normalisation(mnist,
     assert graph["nodes"][0]["op"] == "affine" and graph["nodes"][-1]["name"] == "fc2"
 
 
+class SpelledOut(nn.Module):
+    """Arithmetic with numbers, as exporters and hand-written forwards spell activations out: GELU as
+    x * 0.5 * (1 + erf(x / sqrt 2)) in ONNX before opset 20, a sigmoid rescaled to [-1, 1], 3 - x / 4."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.fc = nn.Linear(8 * 26 * 26, 10)
+
+    def forward(self, x):
+        x = torch.sigmoid(F.gelu(self.conv(x))) * 2.0 - 1.0
+        return self.fc((3.0 - x / 4.0).flatten(1))
+
+
+@pytest.mark.parametrize("how", ["pt2", "onnx-torchscript-13", "onnx-dynamo-17"])
+def test_arithmetic_with_numbers_and_erf_open_exactly(how, mnist, tmp_path):
+    torch.manual_seed(0)
+    module = SpelledOut().eval()
+    imported = import_file(save(module, (1, 28, 28), how, tmp_path))
+    x = digits(mnist, (1, 28, 28), 64)
+    with torch.no_grad():
+        assert_agrees(imported.model(x), module(x))
+    if how == "onnx-torchscript-13":  # GELU came as Div, Erf, Add, Mul, Mul
+        assert {"affine", "activation", "mul"} <= {n["op"] for n in imported.graph["nodes"]}
+
+
 class Branches(nn.Module):
     """Two paths of different reach joined twice, with padded pools and a dilated conv, no saturating activations:
     every input pixel inside a unit's receptive field moves it, and none outside does."""

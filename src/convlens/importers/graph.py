@@ -54,10 +54,17 @@ class HardSigmoid(nn.Module):
         return (x * self.alpha + self.beta).clamp(0.0, 1.0)
 
 
+class Erf(nn.Module):
+    """The error function, as exporters spell GELU out: x * 0.5 * (1 + erf(x / sqrt(2)))."""
+
+    def forward(self, x):
+        return torch.erf(x)
+
+
 # An activation by name, with the numbers its spec gives ("leaky_relu(0.2)" calls the factory with 0.2).
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU, "linear": nn.Identity,
                "gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU("tanh"), "softplus": nn.Softplus, "swish": nn.SiLU,
-               "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": HardSigmoid,
+               "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": HardSigmoid, "erf": Erf,
                "elu": lambda alpha=1.0: nn.ELU(alpha), "leaky_relu": lambda slope=0.01: nn.LeakyReLU(slope),
                "clip": lambda low, high: nn.Hardtanh(low, high)}  # clip(0,6) is ReLU6
 SPEC = re.compile(r"^([a-z][a-z0-9_]*)(?:\(([-+0-9.e,inf ]*)\))?$")

@@ -18,7 +18,8 @@ from ..errors import UserError
 from .graph import FORMAT, VERSION, activation_spec, fuse, module_name
 
 ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "HardSwish": "hardswish",
-               "Mish": "mish", "Softplus": "softplus"}
+               "Mish": "mish", "Softplus": "softplus", "Erf": "erf"}
+ARITHMETIC = ("Add", "Sub", "Mul", "Div")  # with a number: an affine node; of two values: add or mul
 PASS_THROUGH = ("Dropout", "Identity")
 FINAL = ("Softmax", "LogSoftmax")  # at the end, dropped: the graph gives logits
 SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice")
@@ -28,7 +29,8 @@ GLOBAL_POOLS = {"GlobalAveragePool": "global_avgpool", "GlobalMaxPool": "global_
 SUPPORTED = ("Conv (stride, dilation, groups, symmetric or SAME_UPPER padding)", "BatchNormalization", "Gemm", "MatMul",
              "MaxPool/AveragePool (padding, ceil_mode)", "GlobalAveragePool/GlobalMaxPool",
              "ReduceMean/ReduceMax over H and W", "Relu", "Clip", "LeakyRelu", "Elu", "Selu", "Gelu", "HardSigmoid",
-             "HardSwish", "Mish", "Softplus", "Tanh", "Sigmoid", "Add", "Mul", "Concat on channels", "Flatten",
+             "HardSwish", "Mish", "Softplus", "Tanh", "Sigmoid", "Erf", "Add", "Mul", "Sub/Div by a number",
+             "Concat on channels", "Flatten",
              "Reshape to (batch, features)", "Softmax/LogSoftmax (last)", "Dropout", "Identity",
              "Transpose (NHWC input)")
 
@@ -192,9 +194,23 @@ def _convert(node, op: str, a: dict, name: str, constants: dict, tensors: dict, 
         return {"op": "flatten"}, 2
     if op in ("Add", "Mul") and len([x for x in node.input if x not in constants]) == 2:
         return {"op": "add" if op == "Add" else "mul"}, rank
+    if op in ARITHMETIC and len(node.input) == 2 and _number(constants.get(node.input[1])) is not None:
+        c = _number(constants[node.input[1]])  # x + c, x - c, x * c, x / c
+        scale, offset = {"Add": (1.0, c), "Sub": (1.0, -c), "Mul": (c, 0.0), "Div": (1.0 / c if c else None, 0.0)}[op]
+        if scale is not None:
+            return {"op": "affine", "scale": scale, "offset": offset}, rank
+    if op in ("Add", "Sub", "Mul") and len(node.input) == 2 and _number(constants.get(node.input[0])) is not None:
+        c = _number(constants[node.input[0]])  # c + x, c - x, c * x
+        scale, offset = {"Add": (1.0, c), "Sub": (-1.0, c), "Mul": (c, 0.0)}[op]
+        return {"op": "affine", "scale": scale, "offset": offset}, rank
     if op == "Concat" and a.get("axis") in (1, -3 if rank == 4 else -1):
         return {"op": "concat"}, rank
     raise _unsupported(node)
+
+
+def _number(value) -> float | None:
+    """A constant that is one number, whatever its shape ((), (1,), (1, 1, 1, 1)); else None."""
+    return float(np.ravel(value)[0]) if value is not None and np.size(value) == 1 else None
 
 
 def _activation(node, op: str, a: dict, constants: dict) -> str:

@@ -27,7 +27,7 @@ ACTIVATIONS = {aten.relu.default: "relu", aten.relu_.default: "relu", aten.tanh.
                aten.sigmoid.default: "sigmoid", aten.sigmoid_.default: "sigmoid", aten.silu.default: "swish",
                aten.silu_.default: "swish", aten.selu.default: "selu", aten.mish.default: "mish",
                aten.hardswish.default: "hardswish", aten.hardswish_.default: "hardswish",
-               aten.hardsigmoid.default: "hardsigmoid", aten.relu6.default: "clip"}
+               aten.hardsigmoid.default: "hardsigmoid", aten.relu6.default: "clip", aten.erf.default: "erf"}
 PARAMETRIC = {aten.hardtanh.default: "clip", aten.hardtanh_.default: "clip", aten.leaky_relu.default: "leaky_relu",
               aten.leaky_relu_.default: "leaky_relu", aten.elu.default: "elu", aten.gelu.default: "gelu",
               aten.softplus.default: "softplus"}
@@ -37,10 +37,14 @@ FINAL = {aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._lo
 CONVS = (aten.conv2d.default, aten.conv2d.padding, aten.convolution.default)
 POOLS = {aten.max_pool2d.default: "maxpool", aten.avg_pool2d.default: "avgpool"}
 JOINS = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.mul.Tensor: "mul", aten.cat.default: "concat"}
+# x + c, x - c, x * c, x / c with a number c: one affine node (0.5 * x and 2 - x come as mul and rsub)
+ARITHMETIC = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.sub.Tensor: "sub", aten.mul.Tensor: "mul",
+              aten.div.Tensor: "div", aten.rsub.Scalar: "rsub"}
 SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "Linear", "BatchNorm1d/2d",
              "MaxPool2d/AvgPool2d (padding, ceil_mode)", "AdaptiveAvgPool2d(1)/AdaptiveMaxPool2d(1)", "ZeroPad2d",
              "Flatten", "view", "Dropout", "ReLU/ReLU6/Hardtanh/LeakyReLU/ELU/SELU/GELU/SiLU/Mish/Hardswish/"
-             "Hardsigmoid/Softplus/Tanh/Sigmoid (modules or functions)", "+", "*", "torch.cat on channels",
+             "Hardsigmoid/Softplus/Tanh/Sigmoid/erf (modules or functions)", "+", "*", "+ - * / a number",
+             "torch.cat on channels",
              "softmax or log_softmax at the end")
 
 
@@ -205,6 +209,12 @@ def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
         if len(shape) != 2:
             raise _unsupported(node, f"a reshape to {tuple(shape)}; only flattening to (batch, features)")
         return {"op": "flatten"}
+    if target in ARITHMETIC and isinstance(a["other"], (int, float)) and a.get("alpha", 1) == 1:
+        c = float(a["other"])
+        scale, offset = {"add": (1.0, c), "sub": (1.0, -c), "mul": (c, 0.0), "div": (1.0 / c if c else None, 0.0),
+                         "rsub": (-1.0, c)}[ARITHMETIC[target]]
+        if scale is not None:
+            return {"op": "affine", "scale": scale, "offset": offset}
     if target in JOINS:
         values = a["tensors"] if target == aten.cat.default else [a["self"], a["other"]]
         if target == aten.cat.default and a["dim"] % node.meta["val"].dim() != 1:
