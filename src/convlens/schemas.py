@@ -65,7 +65,7 @@ class GraphNode(_Checked):
 
     name: Name
     op: Literal["conv", "dense", "maxpool", "avgpool", "pad", "global_avgpool", "global_maxpool", "reshape",
-                "flatten", "identity", "activation", "batchnorm", "add", "mul", "concat", "affine"]
+                "flatten", "identity", "activation", "batchnorm", "groupnorm", "add", "mul", "concat", "affine"]
     inputs: list[str] = Field(min_length=1, max_length=4096)
     in_: Width | None = Field(None, alias="in")
     out: Width | None = None

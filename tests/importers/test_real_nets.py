@@ -129,6 +129,40 @@ def test_arithmetic_with_numbers_and_erf_open_exactly(how, mnist, tmp_path):
         assert {"affine", "activation", "mul"} <= {n["op"] for n in imported.graph["nodes"]}
 
 
+class Normed(nn.Module):
+    """Group and instance norm, as style-transfer and small-batch nets use them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.gn = nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16)
+        self.conv2, self.inorm = nn.Conv2d(16, 16, 3, stride=2), nn.InstanceNorm2d(16, affine=True)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.gn(self.conv1(x)))
+        x = F.relu(self.inorm(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_group_and_instance_norms_open_from_pt2_and_instance_norm_from_onnx(mnist, tmp_path):
+    torch.manual_seed(0)
+    module = Normed().eval()
+    with torch.no_grad():
+        for norm in (module.gn, module.inorm):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
+    x = digits(mnist, (3, 32, 32), 16)
+    imported = import_file(save(module, (3, 32, 32), "pt2", tmp_path))
+    with torch.no_grad():
+        assert_agrees(imported.model(x), module(x))
+    assert [n.get("groups") for n in imported.graph["nodes"] if n["op"] == "groupnorm"] == [4, 16]
+    only_instance = nn.Sequential(module.conv2, module.inorm, nn.ReLU(), nn.Flatten(), nn.Linear(16 * 7 * 7, 10)).eval()
+    imported = import_file(save(only_instance, (16, 16, 16), "onnx-torchscript-13", tmp_path))
+    y = torch.rand(4, 16, 16, 16)
+    with torch.no_grad():
+        assert_agrees(imported.model(y), only_instance(y))
+
+
 class Branches(nn.Module):
     """Two paths of different reach joined twice, with padded pools and a dilated conv, no saturating activations:
     every input pixel inside a unit's receptive field moves it, and none outside does."""

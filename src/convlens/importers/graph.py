@@ -18,6 +18,8 @@ A node is {"name", "op", "inputs", ...attributes}. Ops:
     activation function: a name from ACTIVATIONS, with its numbers if it takes any: "relu",
                "clip(0.0,6.0)" (ReLU6), "leaky_relu(0.2)", "hardsigmoid(0.2,0.5)"
     batchnorm  features, eps, dims (1 or 2)
+    groupnorm  groups, features, eps: statistics of each image's group of channels (groups = features is
+               InstanceNorm), a weight and bias per channel
     add, mul   two inputs
     concat     two or more inputs, joined along the channels
     affine     scale, offset: x * scale + offset per element (input scaling, Keras's Rescaling)
@@ -222,6 +224,8 @@ def _module(node: dict) -> nn.Module:
         return nn.ZeroPad2d((left, right, top, bottom))
     if op == "batchnorm":
         return (nn.BatchNorm2d if node["dims"] == 2 else nn.BatchNorm1d)(node["features"], eps=node["eps"])
+    if op == "groupnorm":
+        return nn.GroupNorm(node["groups"], node["features"], eps=node["eps"])
     if op in ("global_avgpool", "global_maxpool"):
         return (GlobalAvgPool if op == "global_avgpool" else GlobalMaxPool)(node.get("keepdims", False))
     if op == "reshape":
@@ -238,6 +242,7 @@ def _module(node: dict) -> nn.Module:
 
 REQUIRED = {"conv": ("in", "out", "kernel", "stride", "padding", "bias"), "dense": ("in", "out", "bias"),
             "maxpool": ("kernel", "stride"), "avgpool": ("kernel", "stride"), "batchnorm": ("features", "eps", "dims"),
+            "groupnorm": ("groups", "features", "eps"),
             "activation": ("function",), "affine": ("scale", "offset"), "pad": ("pads",), "reshape": ("shape",)}
 INPUTS = {"add": (2, 2), "mul": (2, 2), "concat": (2, 4096)}  # (fewest, most); every other op reads one value
 
@@ -269,6 +274,8 @@ def checked_graph(graph, shapes: dict[str, tuple[int, ...]], source) -> dict:
         if op == "conv" and (node["in"] % node.get("groups", 1) or node["out"] % node.get("groups", 1)):
             raise UserError(f"{source}: layer '{name}' splits {node['in']} inputs and {node['out']} outputs into "
                             f"{node.get('groups', 1)} groups")
+        if op == "groupnorm" and node["features"] % node["groups"]:
+            raise UserError(f"{source}: layer '{name}' splits {node['features']} channels into {node['groups']} groups")
         try:  # an unknown activation, or numbers its function does not take, is one line here
             [_activation(spec) for spec in (node.get("function"), node.get("activation")) if spec is not None]
         except UserError as e:
@@ -286,6 +293,8 @@ def _parameter_shapes(node: dict) -> dict[str, tuple[int, ...]]:
     name, op = node["name"], node["op"]
     if op == "batchnorm":
         return {f"{name}.{key}": (node["features"],) for key in ("weight", "bias", "running_mean", "running_var")}
+    if op == "groupnorm":
+        return {f"{name}.{key}": (node["features"],) for key in ("weight", "bias")}
     if op not in ("conv", "dense"):
         return {}
     part, weight = (("conv", (node["out"], node["in"] // node.get("groups", 1), *node["kernel"])) if op == "conv"

@@ -26,7 +26,8 @@ SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice
 POOLS = {"MaxPool": "maxpool", "AveragePool": "avgpool"}
 GLOBAL_POOLS = {"GlobalAveragePool": "global_avgpool", "GlobalMaxPool": "global_maxpool",
                 "ReduceMean": "global_avgpool", "ReduceMax": "global_maxpool"}
-SUPPORTED = ("Conv (stride, dilation, groups, symmetric or SAME_UPPER padding)", "BatchNormalization", "Gemm", "MatMul",
+SUPPORTED = ("Conv (stride, dilation, groups, symmetric or SAME_UPPER padding)", "BatchNormalization",
+             "InstanceNormalization", "Gemm", "MatMul",
              "MaxPool/AveragePool (padding, ceil_mode)", "GlobalAveragePool/GlobalMaxPool",
              "ReduceMean/ReduceMax over H and W", "Relu", "Clip", "LeakyRelu", "Elu", "Selu", "Gelu", "HardSigmoid",
              "HardSwish", "Mish", "Softplus", "Tanh", "Sigmoid", "Erf", "Add", "Mul", "Sub/Div by a number",
@@ -176,6 +177,10 @@ def _convert(node, op: str, a: dict, name: str, constants: dict, tensors: dict, 
             tensors[f"{name}.{key}"] = constants[node.input[index]]
         return {"op": "batchnorm", "features": int(len(tensors[f"{name}.running_mean"])),
                 "eps": float(a.get("epsilon", 1e-5)), "dims": 2 if rank == 4 else 1}, rank
+    if op == "InstanceNormalization" and rank == 4:
+        tensors[f"{name}.weight"], tensors[f"{name}.bias"] = constants[node.input[1]], constants[node.input[2]]
+        features = len(tensors[f"{name}.weight"])
+        return {"op": "groupnorm", "groups": features, "features": features, "eps": float(a.get("epsilon", 1e-5))}, 4
     if op in POOLS:
         pads, kernel = list(a.get("pads", [0, 0, 0, 0])), list(a["kernel_shape"])
         if pads[:2] != pads[2:] or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or \

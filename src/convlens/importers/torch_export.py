@@ -40,7 +40,8 @@ JOINS = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.mul.Tensor: "mul"
 # x + c, x - c, x * c, x / c with a number c: one affine node (0.5 * x and 2 - x come as mul and rsub)
 ARITHMETIC = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.sub.Tensor: "sub", aten.mul.Tensor: "mul",
               aten.div.Tensor: "div", aten.rsub.Scalar: "rsub"}
-SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "Linear", "BatchNorm1d/2d",
+SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "Linear", "BatchNorm1d/2d", "GroupNorm",
+             "InstanceNorm2d (without running statistics)",
              "MaxPool2d/AvgPool2d (padding, ceil_mode)", "AdaptiveAvgPool2d(1)/AdaptiveMaxPool2d(1)", "ZeroPad2d",
              "Flatten", "view", "Dropout", "ReLU/ReLU6/Hardtanh/LeakyReLU/ELU/SELU/GELU/SiLU/Mish/Hardswish/"
              "Hardsigmoid/Softplus/Tanh/Sigmoid/erf (modules or functions)", "+", "*", "+ - * / a number",
@@ -188,6 +189,15 @@ def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
         value = node.meta["val"][0] if isinstance(node.meta["val"], tuple) else node.meta["val"]
         return {"op": "batchnorm", "features": len(tensors[f"{name}.running_mean"]), "eps": float(a["eps"]),
                 "dims": 2 if value.dim() == 4 else 1}
+    if target in (aten.group_norm.default, aten.instance_norm.default):
+        weight, bias = _weight(a["weight"], weights), _weight(a["bias"], weights)
+        features = int(node.meta["val"].shape[1])
+        if target == aten.instance_norm.default and (not a["use_input_stats"] or a["running_mean"] is not None):
+            raise _unsupported(node, "running statistics (track_running_stats=True)")
+        tensors[f"{name}.weight"] = weight if weight is not None else np.ones(features, np.float32)
+        tensors[f"{name}.bias"] = bias if bias is not None else np.zeros(features, np.float32)
+        groups = int(a["num_groups"]) if target == aten.group_norm.default else features
+        return {"op": "groupnorm", "groups": groups, "features": features, "eps": float(a["eps"])}
     if target in POOLS:
         kernel = _pair(a["kernel_size"])
         if target == aten.max_pool2d.default and _pair(a["dilation"]) != [1, 1]:
