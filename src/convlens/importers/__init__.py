@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import UserError
 from ..storage import file_sha256
 from . import keras, onnx, torch_export
-from .graph import GraphNet
+from .graph import GraphNet, checked_graph
 
 IMPORTER_VERSION = 1
 FORMATS = {"keras": "Keras 3 .keras or legacy HDF5 .h5", "onnx": "ONNX .onnx",
@@ -105,6 +105,9 @@ def import_module(module: nn.Module, input_shape: tuple[int, int, int], mean: li
 def _finish(graph: dict, tensors: dict, mean, std, source: dict) -> Imported:
     if mean is not None or std is not None:
         graph = with_normalisation(graph, mean or [0.0], std or [1.0])
+    # The checks a reopened graph.json gets, before any module is built: a damaged file can still convert into
+    # a graph that does not hold together (a flipped bit gave a conv 7 groups for 32 channels).
+    checked_graph(graph, {k: tuple(np.shape(v)) for k, v in tensors.items()}, source["file"])
     model = _loaded(graph, tensors)
     graph["source"] = source
     return Imported(model, graph, source)
