@@ -157,3 +157,19 @@ def test_oip_bad_input_is_one_clear_error(trained_run, tmp_path, capsys, flags, 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "oip.json").exists()
+
+
+def test_a_search_too_big_for_memory_runs_in_batches_and_finds_the_same_oips(monkeypatch):
+    """Searches split to bound the activations a step keeps give each map the OIPs of one batched search."""
+    from convlens.oip import search
+
+    torch.manual_seed(0)
+    model = build_model("simple")
+    ascent = Ascent(steps=12, jitter=1)
+    whole = layer_oips(model, "conv2", maps=list(range(10)), starts=2, ascent=ascent)
+    per_image = sum(torch.Size(r.output_shape).numel() for r in search.layer_table(model).layers[:3]) * 12
+    monkeypatch.setattr(search, "MEMORY_BUDGET", per_image * 3)  # three searches a batch: seven batches
+    assert search._batch_size(search.layer_table(model), "conv2", 20) == 3
+    split = layer_oips(model, "conv2", maps=list(range(10)), starts=2, ascent=ascent)
+    torch.testing.assert_close(split.images, whole.images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(split.activation, whole.activation, atol=1e-5, rtol=1e-5)
