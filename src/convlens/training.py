@@ -18,7 +18,7 @@ from .errors import UserError
 from .models import build_model
 from .progress import EpochProgress
 from .schedules import lr_at
-from .speed import (INFERENCE_BATCH, autocast, cpu_has_fast_bf16, images_to_device, maybe_compile, memory_format,
+from .speed import (inference_batch, autocast, cpu_has_fast_bf16, images_to_device, maybe_compile, memory_format,
                     resolve_device, resolve_precision, retain_freed_memory)
 
 
@@ -224,12 +224,13 @@ def _diverged_message(epoch: int, step: int, run_dir: Path | None, history: list
 
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device | str = "cpu", precision: str = "fp32",
-            channels_last: bool = False, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
+            channels_last: bool = False, batch_size: int | None = None) -> torch.Tensor:
     """Return the logits (N, classes) of a model for uint8 images (N, [C,] H, W), in fp32 on the CPU."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     fmt = memory_format(channels_last)
+    batch_size = batch_size or inference_batch(images_u8.shape[1:])
     out = []
     for i in range(0, len(images_u8), batch_size):
         xb = images_to_device(images_u8[i : i + batch_size], device).contiguous(memory_format=fmt)

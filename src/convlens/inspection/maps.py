@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import UserError
 from ..layers import layer_table
 from ..progress import track
-from ..speed import INFERENCE_BATCH as BATCH
+from ..speed import inference_batch
 from .hooks import capture
 
 
@@ -37,8 +37,9 @@ def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | Non
     return {name: _as_maps(out[name]) for name in layers}
 
 
-def iter_maps(model: nn.Module, images: torch.Tensor, layer: str, batch_size: int = BATCH):
+def iter_maps(model: nn.Module, images: torch.Tensor, layer: str, batch_size: int | None = None):
     """Yield (start, maps (B, C, H, W)) of one layer over the images, batch by batch, with a bar on a terminal."""
+    batch_size = batch_size or inference_batch(images.shape[1:])
     for start in track(range(0, len(images), batch_size), f"{layer} maps of {len(images):,} images",
                        weight=lambda start: min(batch_size, len(images) - start)):
         yield start, feature_maps(model, images[start : start + batch_size], [layer])[layer]
@@ -71,7 +72,7 @@ class ClassPatterns:
 
 @torch.no_grad()
 def class_patterns(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str,
-                   num_classes: int | None = None, batch_size: int = BATCH) -> ClassPatterns:
+                   num_classes: int | None = None, batch_size: int | None = None) -> ClassPatterns:
     """Return the class-mean maps and firing statistics of one layer (the articles' FCPs)."""
     num_classes = num_classes or int(labels.max()) + 1
     sums = image_means = fires = None
@@ -100,7 +101,7 @@ class TopActivations:
 
 
 @torch.no_grad()
-def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int = 9, batch_size: int = BATCH) -> TopActivations:
+def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int = 9, batch_size: int | None = None) -> TopActivations:
     """Return, for every map of a layer, the k images with the highest activation anywhere in the map."""
     if not 1 <= k <= len(images):
         raise UserError(f"k must be between 1 and the number of images ({len(images)})")
