@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +137,15 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("CONVLENS_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def keras_run(tmp_path_factory, mnist) -> Path:
+    """The articles' net as Keras saved it (fixtures/keras/articles.keras), imported by `convlens import` in a
+    second process, as a user would."""
+    out = tmp_path_factory.mktemp("imported") / "articles-keras"
+    keras_file = Path(__file__).resolve().parent / "fixtures" / "keras" / "articles.keras"
+    done = subprocess.run([sys.executable, "-m", "convlens", "import", str(keras_file), "--dataset", "mnist",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out

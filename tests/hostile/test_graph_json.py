@@ -11,11 +11,9 @@ import resource
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
 MEMORY_LIMIT = 3 * 2**30  # bytes of address space for the second process; torch alone maps about 1.5 GB
 
 
@@ -47,23 +45,14 @@ TAMPERED = {  # what is done to the graph, and what the one line must say
 }
 
 
-@pytest.fixture(scope="module")
-def imported_run(tmp_path_factory, mnist) -> Path:
-    out = tmp_path_factory.mktemp("imported") / "articles"
-    done = subprocess.run([sys.executable, "-m", "convlens", "import", str(FIXTURES / "articles.keras"), "--dataset",
-                           "mnist", "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return out
-
-
 def limited_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 @pytest.mark.parametrize("case", TAMPERED)
-def test_a_tampered_graph_is_one_line_before_anything_is_built(case, imported_run, tmp_path):
+def test_a_tampered_graph_is_one_line_before_anything_is_built(case, keras_run, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(imported_run, run)
+    shutil.copytree(keras_run, run)
     graph = json.loads((run / "graph.json").read_text())
     edit, message = TAMPERED[case]
     edit(graph)
@@ -75,7 +64,7 @@ def test_a_tampered_graph_is_one_line_before_anything_is_built(case, imported_ru
     assert "graph.json" in lines[0] and message in lines[0], lines[0]
 
 
-def test_the_untouched_graph_opens(imported_run):
-    done = subprocess.run([sys.executable, "-m", "convlens", "summary", str(imported_run)], capture_output=True,
+def test_the_untouched_graph_opens(keras_run):
+    done = subprocess.run([sys.executable, "-m", "convlens", "summary", str(keras_run)], capture_output=True,
                           text=True, timeout=300, preexec_fn=limited_memory)
     assert done.returncode == 0 and "conv2d_2" in done.stdout, done.stderr

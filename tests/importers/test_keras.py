@@ -7,8 +7,6 @@ The fixtures were trained briefly on MNIST by Keras 3 with TensorFlow in a separ
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -100,15 +98,6 @@ def test_a_model_must_fit_the_data_and_have_a_convolution(tmp_path, mnist):
     with pytest.raises(UserError, match="has no convolution"):
         import_model(FIXTURES / "mlp.keras", "mnist", tmp_path / "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data32"]
-
-
-@pytest.fixture(scope="module")
-def keras_run(tmp_path_factory, mnist) -> Path:
-    out = tmp_path_factory.mktemp("imported") / "articles-keras"
-    done = subprocess.run([sys.executable, "-m", "convlens", "import", str(FIXTURES / "articles.keras"), "--dataset",
-                           "mnist", "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return out
 
 
 def test_an_imported_run_records_where_it_came_from_and_reopens_in_a_new_process(keras_run, mnist):
