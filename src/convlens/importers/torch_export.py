@@ -153,7 +153,7 @@ def _activation(node) -> str:
         return "gelu_tanh" if a["approximate"] == "tanh" else "gelu"
     if name == "softplus" and a["beta"] == 1 and a["threshold"] == 20:
         return "softplus"
-    raise _unsupported(node, f"with {a}")
+    raise _unsupported(node, "with " + ", ".join(f"{k}={v}" for k, v in a.items() if isinstance(v, (int, float, str))))
 
 
 def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
@@ -183,9 +183,8 @@ def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
             tensors[f"{name}.linear.bias"] = bias
         return {"op": "dense", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "bias": bias is not None}
     if target in (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default):
-        for key, arg in (("weight", "weight"), ("bias", "bias"), ("running_mean", "running_mean"),
-                         ("running_var", "running_var")):
-            tensors[f"{name}.{key}"] = _weight(a[arg], weights)
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            tensors[f"{name}.{key}"] = _weight(a[key], weights)
         value = node.meta["val"][0] if isinstance(node.meta["val"], tuple) else node.meta["val"]
         return {"op": "batchnorm", "features": len(tensors[f"{name}.running_mean"]), "eps": float(a["eps"]),
                 "dims": 2 if value.dim() == 4 else 1}
