@@ -9,11 +9,10 @@ so bf16 is chosen automatically only where the hardware has it.
 
 from __future__ import annotations
 
-import math
-
 import contextlib
 import ctypes
 import functools
+import math
 import platform
 import re
 from pathlib import Path

@@ -59,9 +59,8 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
-class ResNet18(nn.Module):
-    """torchvision.models.resnet18 (and, with `block=Bottleneck, layers=(3, 4, 6, 3)`, resnet50): a 7x7 stem,
-    a padded 3x3 max pool, four stages of residual blocks."""
+class ResNet(nn.Module):
+    """torchvision.models.ResNet: a 7x7 stem, a padded 3x3 max pool, four stages of residual blocks."""
 
     def __init__(self, num_classes: int = 10, width: int = 64, in_channels: int = 3, block=BasicBlock,
                  layers: tuple[int, int, int, int] = (2, 2, 2, 2)):
@@ -94,9 +93,14 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def resnet50(num_classes: int = 1000) -> ResNet18:
+def resnet18(num_classes: int = 10, width: int = 64) -> ResNet:
+    """torchvision.models.resnet18: two basic blocks a stage."""
+    return ResNet(num_classes, width)
+
+
+def resnet50(num_classes: int = 1000) -> ResNet:
     """torchvision.models.resnet50: 25.6 M parameters at 1000 classes."""
-    return ResNet18(num_classes, block=Bottleneck, layers=(3, 4, 6, 3))
+    return ResNet(num_classes, block=Bottleneck, layers=(3, 4, 6, 3))
 
 
 class Conv2dNormActivation(nn.Sequential):

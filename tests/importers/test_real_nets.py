@@ -18,9 +18,9 @@ from torch import nn
 from convlens.cli import main
 from convlens.importers import import_file, import_module
 from convlens.layers import layer_table
-from nets import MnistExample, MobileNetV2, ResNet18, SqueezeNet, with_trained_statistics
+from nets import MnistExample, MobileNetV2, SqueezeNet, resnet18, with_trained_statistics
 
-NETS = {"resnet18": ResNet18, "mobilenetv2": MobileNetV2, "squeezenet": SqueezeNet}
+NETS = {"resnet18": resnet18, "mobilenetv2": MobileNetV2, "squeezenet": SqueezeNet}
 SAVERS = ["pt2", "onnx-torchscript-13", "onnx-dynamo-17"]
 COLOUR = (3, 64, 64)  # small enough for 2 cores, large enough for every stride of the three nets
 
