@@ -142,7 +142,8 @@ def window(module: nn.Module) -> tuple[int, int, int] | None:
 def kind_of(name: str, module: nn.Module) -> str:
     """Return the kind of a layer module: conv, pool, dense, logits, flatten, dropout or other."""
     inner = dict(module.named_children()) if isinstance(module, Block) else {}
-    if isinstance(module, nn.Conv2d) or isinstance(inner.get("conv"), nn.Conv2d):
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    if isinstance(module, convs) or isinstance(inner.get("conv"), convs):
         return "conv"
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         return "pool"

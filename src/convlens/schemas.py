@@ -65,7 +65,8 @@ class GraphNode(_Checked):
 
     name: Name
     op: Literal["conv", "dense", "maxpool", "avgpool", "pad", "global_avgpool", "global_maxpool", "reshape",
-                "flatten", "identity", "activation", "batchnorm", "groupnorm", "add", "mul", "concat", "affine"]
+                "flatten", "identity", "activation", "batchnorm", "groupnorm", "add", "mul", "concat", "affine",
+                "convtranspose", "upsample", "layernorm", "scale", "prelu"]
     inputs: list[str] = Field(min_length=1, max_length=4096)
     in_: Width | None = Field(None, alias="in")
     out: Width | None = None
@@ -78,6 +79,9 @@ class GraphNode(_Checked):
     keepdims: bool | None = None
     shape: list[Width] | None = Field(None, min_length=1, max_length=3)
     count_include_pad: bool | None = None
+    factor: list[Side] | None = Field(None, min_length=2, max_length=2)
+    mode: Literal["nearest", "bilinear"] | None = None
+    align_corners: bool | None = None
     pads: list[Annotated[int, Field(ge=-4096, le=4096)]] | None = Field(None, min_length=4, max_length=4)
     bias: bool | None = None
     bn: float | None = None

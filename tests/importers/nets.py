@@ -1,8 +1,8 @@
 """The nets people bring, written as their sources write them (torchvision has no CPU build here).
 
-ResNet-18, MobileNetV2 and SqueezeNet 1.1 follow torchvision's models/ layer for layer (the same
-modules, the same forward, so the same exported operators); `MnistExample` is PyTorch's own
-examples/mnist/main.py. Widths can shrink (`width`) to keep the tests quick; the operators stay.
+ResNet-18, MobileNetV2, SqueezeNet 1.1 and ConvNeXt follow torchvision's models/ layer for layer (the
+same modules, the same forward, so the same exported operators); `MnistExample` is PyTorch's own
+examples/mnist/main.py; `Decoder` holds what upsampling nets add (transposed convs, Upsample, PReLU). Widths can shrink (`width`) to keep the tests quick; the operators stay.
 """
 
 from __future__ import annotations
@@ -182,6 +182,80 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+class Permute(nn.Module):
+    def __init__(self, dims: list[int]):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's: a LayerNorm over the channels of NCHW maps, between two permutes."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class CNBlock(nn.Module):
+    """torchvision's ConvNeXt block: a 7x7 depthwise conv, then LayerNorm and an MLP on channels-last maps,
+    scaled per channel by `layer_scale` (stochastic depth is the identity in eval mode, left out)."""
+
+    def __init__(self, dim: int, layer_scale: float = 1e-6):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim, bias=True),
+                                   Permute([0, 2, 3, 1]), nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 4 * dim),
+                                   nn.GELU(), nn.Linear(4 * dim, dim), Permute([0, 3, 1, 2]))
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
+
+    def forward(self, input):
+        result = self.layer_scale * self.block(input)
+        result += input
+        return result
+
+
+class ConvNeXt(nn.Module):
+    """torchvision's ConvNeXt (convnext_tiny has depths (3, 3, 9, 3) and widths (96, 192, 384, 768))."""
+
+    def __init__(self, depths=(1, 1, 2, 1), widths=(16, 32, 64, 128), num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        layers = [nn.Sequential(nn.Conv2d(in_channels, widths[0], 4, 4), LayerNorm2d(widths[0], eps=1e-6))]
+        for k, (depth, width) in enumerate(zip(depths, widths)):
+            layers.append(nn.Sequential(*[CNBlock(width) for _ in range(depth)]))
+            if k + 1 < len(widths):
+                layers.append(nn.Sequential(LayerNorm2d(width, eps=1e-6), nn.Conv2d(width, widths[k + 1], 2, 2)))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(LayerNorm2d(widths[-1], eps=1e-6), nn.Flatten(1),
+                                        nn.Linear(widths[-1], num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+class Decoder(nn.Module):
+    """What segmentation and super-resolution nets add: transposed convs (padding, output_padding), nearest and
+    bilinear Upsample, PReLU, then a classifier head so it agrees in logits."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 2, 1), nn.PReLU(16))
+        self.up1 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1)
+        self.act = nn.PReLU()
+        self.up2 = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.conv = nn.Conv2d(8, 8, 3, 2)
+        self.up3 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up4 = nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1, groups=2)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(8, num_classes))
+
+    def forward(self, x):
+        x = self.conv(self.up2(self.act(self.up1(self.down(x)))))
+        return self.head(torch.relu(self.up4(self.up3(x))))
+
+
 class MnistExample(nn.Module):
     """PyTorch's examples/mnist/main.py, as written there: functional ReLUs, dropout, log_softmax at the end."""
 
@@ -208,6 +282,9 @@ def with_trained_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in module.modules():
+            if isinstance(m, (CNBlock, nn.LayerNorm, nn.PReLU)):  # ConvNeXt's 1e-6 scale would hide its blocks
+                for weight in m.parameters(recurse=isinstance(m, nn.LayerNorm)):
+                    weight.copy_(torch.rand(weight.shape, generator=generator) * 0.8 + 0.2)
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.copy_(torch.rand(m.num_features, generator=generator) * 0.4 - 0.2)
                 m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)

@@ -29,7 +29,7 @@ def keras_inputs(graph: dict) -> torch.Tensor:
 
 def test_every_family_named_in_the_issue_has_a_fixture():
     assert set(FAMILIES) >= {"MobileNet", "MobileNetV2", "MobileNetV3Small", "ResNet50", "ResNet50V2", "DenseNet121",
-                             "EfficientNetB0", "InceptionV3", "Xception"}
+                             "EfficientNetB0", "InceptionV3", "Xception", "ConvNeXtTiny"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convlens.cli import main
-from unsupported import Upsampling
+from unsupported import PixelShuffle
 from convlens.errors import UserError
 from convlens.importers import import_file
 from convlens.inspection.maps import feature_maps
@@ -83,8 +83,8 @@ def test_an_onnx_file_imports_through_the_cli(exported, tmp_path, capsys):
 
 
 def test_unsupported_operators_and_damaged_files_are_one_line(tmp_path):
-    with pytest.raises(UserError, match=r"operator Resize .* is not supported; convlens imports Conv"):
-        import_model(export(Upsampling(), tmp_path / "up.onnx"), "mnist", tmp_path / "run")
+    with pytest.raises(UserError, match=r"operator DepthToSpace .* is not supported; convlens imports Conv"):
+        import_model(export(PixelShuffle(), tmp_path / "up.onnx"), "mnist", tmp_path / "run")
     damaged = tmp_path / "damaged.onnx"
     damaged.write_bytes((tmp_path / "up.onnx").read_bytes()[:200])
     with pytest.raises(UserError, match="is not a readable ONNX model"):

@@ -1,5 +1,5 @@
-"""The nets people bring (nets.py: torchvision's ResNet-18, MobileNetV2, SqueezeNet 1.1 and PyTorch's MNIST
-example), saved by the real exporters (torch.export, ONNX through TorchScript and dynamo, opsets 13 and 17),
+"""The nets people bring (nets.py: torchvision's ResNet-18, MobileNetV2, SqueezeNet 1.1, ConvNeXt, a decoder's
+upsampling layers and PyTorch's MNIST example), saved by the real exporters (torch.export, ONNX through TorchScript and dynamo, opsets 13 and 17),
 agree with the module and with onnxruntime on real digits; receptive fields are exact through branches.
 """
 
@@ -18,27 +18,29 @@ from torch import nn
 from convlens.cli import main
 from convlens.importers import import_file, import_module
 from convlens.layers import layer_table
-from nets import MnistExample, MobileNetV2, SqueezeNet, resnet18, with_trained_statistics
+from convlens.errors import UserError
+from nets import ConvNeXt, Decoder, MnistExample, MobileNetV2, SqueezeNet, resnet18, with_trained_statistics
 
-NETS = {"resnet18": resnet18, "mobilenetv2": MobileNetV2, "squeezenet": SqueezeNet}
+NETS = {"resnet18": resnet18, "mobilenetv2": MobileNetV2, "squeezenet": SqueezeNet, "decoder": Decoder}
 SAVERS = ["pt2", "onnx-torchscript-13", "onnx-dynamo-17"]
 COLOUR = (3, 64, 64)  # small enough for 2 cores, large enough for every stride of the three nets
 
 
 def save(module: nn.Module, shape: tuple[int, int, int], how: str, folder) -> str:
-    """Save a module as its users would: torch.export.save, or torch.onnx.export with that exporter and opset."""
+    """Save a module as its users would: torch.export.save, or torch.onnx.export with that exporter and opset
+    (a batch of any size; "-batch1" for one image, as a net the dynamo exporter cannot make dynamic must be)."""
     example = (torch.zeros(1, *shape),)
     if how == "pt2":
         path = folder / "model.pt2"
         torch.export.save(torch.export.export(module, example), path)
         return str(path)
-    _, exporter, opset = how.split("-")
+    _, exporter, opset, *fixed = how.split("-")
     path = folder / f"model-{exporter}-{opset}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # each exporter announces deprecations and fallbacks
         if exporter == "dynamo":
             torch.onnx.export(module, example, str(path), dynamo=True, opset_version=int(opset), input_names=["x"],
-                              dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},))
+                              dynamic_shapes=None if fixed else ({0: torch.export.Dim("batch", max=1024)},))
         else:
             torch.onnx.export(module, example, str(path), dynamo=False, opset_version=int(opset), input_names=["x"],
                               dynamic_axes={"x": {0: "batch"}})
@@ -76,6 +78,28 @@ def test_a_torchvision_style_net_agrees_with_its_module_and_onnxruntime(net, how
     if net == "mobilenetv2":  # depthwise convolutions kept as such, ReLU6 as clip(0, 6)
         assert any(n["groups"] == n["in"] == n["out"] > 1 for n in convs)
         assert {n.get("activation") for n in convs} >= {"clip(0.0,6.0)"}
+
+
+@pytest.mark.parametrize("how", ["pt2", "onnx-torchscript-17", "onnx-dynamo-17-batch1"])
+def test_convnext_opens_with_its_channels_last_layer_norms_and_layer_scales(how, mnist, tmp_path):
+    """torchvision's ConvNeXt: LayerNorm and Linear between permutes become channel norms and 1x1 convs, the
+    layer scale a scale per channel; the dynamo exporter's pooling (ReduceMean, then an as_strided Gather) too."""
+    torch.manual_seed(0)
+    module = with_trained_statistics(ConvNeXt())
+    imported = import_file(save(module, COLOUR, how, tmp_path))
+    x = digits(mnist, COLOUR)
+    with torch.no_grad():
+        assert_agrees(imported.model(x), module(x))
+    ops = [n["op"] for n in imported.graph["nodes"]]
+    assert ops.count("layernorm") == 10 and ops.count("scale") == 5 and "dense" in ops
+    pointwise = [n for n in imported.graph["nodes"] if n["op"] == "conv" and n["kernel"] == [1, 1]]
+    assert len(pointwise) == 10
+
+
+def test_a_layer_norm_spelled_out_below_opset_17_is_refused_with_what_to_do(tmp_path):
+    with pytest.raises(UserError, match=r"operator ReduceMean .*a LayerNorm exported below opset 17\? export with "
+                                        r"opset_version=17"):
+        import_file(save(ConvNeXt(), COLOUR, "onnx-torchscript-13", tmp_path))
 
 
 @pytest.mark.parametrize("how", ["pt2", "onnx-torchscript-13", "onnx-torchscript-17", "onnx-dynamo-13",

@@ -14,7 +14,7 @@ from torch import nn
 
 from conftest import mnist_32
 from convlens.cli import main
-from unsupported import Upsampling
+from unsupported import PixelShuffle
 from convlens.errors import UserError
 from convlens.importers import import_module
 from convlens.inspection.maps import feature_maps
@@ -88,8 +88,8 @@ def test_a_pt2_file_imports_through_the_cli_and_reopens_without_the_users_code(t
 
 
 def test_an_unsupported_operator_is_named(tmp_path):
-    with pytest.raises(UserError, match="operator aten.upsample_nearest2d.vec .* is not supported; convlens imports"):
-        import_model(Upsampling(), "mnist", tmp_path / "run")
+    with pytest.raises(UserError, match="operator aten.pixel_shuffle.default .* is not supported; convlens imports"):
+        import_model(PixelShuffle(), "mnist", tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

@@ -1,13 +1,14 @@
-"""A PyTorch model with an operator convlens does not import (nearest-neighbour upsampling), for the importers' tests."""
+"""A PyTorch model with an operator convlens does not import (pixel shuffle, as super-resolution nets upsample),
+for the importers' tests."""
 
 import torch.nn.functional as F
 from torch import nn
 
 
-class Upsampling(nn.Module):
+class PixelShuffle(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
+        self.conv = nn.Conv2d(1, 4, 3)
 
     def forward(self, x):
-        return F.interpolate(self.conv(x), scale_factor=2.0).flatten(1)[:, :10]
+        return F.pixel_shuffle(self.conv(x), 2).flatten(1)[:, :10]

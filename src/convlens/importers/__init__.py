@@ -78,7 +78,7 @@ def import_file(path: str | Path, mean: list[float] | None = None, std: list[flo
         if str(path) in str(e):
             raise
         raise UserError(f"{path}: {e}") from None
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, ZeroDivisionError) as e:
         # The file parsed, but what it describes is not shaped like a model of its format (a config.json that
         # is a list, a layer without a class_name, a dict where a name belongs): the file's fault, not ours.
         raise UserError(f"{path} describes its model in a form {FORMATS[kind]} files never take "

@@ -17,9 +17,16 @@ A node is {"name", "op", "inputs", ...attributes}. Ops:
     flatten, identity
     activation function: a name from ACTIVATIONS, with its numbers if it takes any: "relu",
                "clip(0.0,6.0)" (ReLU6), "leaky_relu(0.2)", "hardsigmoid(0.2,0.5)"
+    convtranspose   in, out, kernel, stride, groups, dilation, bias, bn, activation as conv; pads [top, bottom,
+               left, right] added to the full transposed output, negative crops (PyTorch's padding p is -p)
+    upsample   factor [fh, fw], mode "nearest" | "bilinear", align_corners (false)
     batchnorm  features, eps, dims (1 or 2)
     groupnorm  groups, features, eps: statistics of each image's group of channels (groups = features is
                InstanceNorm), a weight and bias per channel
+    layernorm  features, eps: statistics of each position's channels (a vector's features), as Keras's
+               LayerNormalization(axis=-1) and a channels-last nn.LayerNorm compute them; weight and bias
+    scale      features: x * weight + bias, a number per channel (Keras's LayerScale, an unfused batch norm)
+    prelu      features: PReLU with a slope per channel (1: one slope for all)
     add, mul   two inputs
     concat     two or more inputs, joined along the channels
     affine     scale, offset: x * scale + offset per element (input scaling, Keras's Rescaling)
@@ -101,6 +108,52 @@ class Affine(nn.Module):
         if x.dim() == 4:
             return x * self.scale + self.offset
         return x * self.scale.flatten() + self.offset.flatten()  # a vector's features: the (C, 1, 1) shape would add dims
+
+
+class ChannelNorm(nn.Module):
+    """Layer normalisation over the channels of each position (dim 1), with a weight and bias per channel."""
+
+    def __init__(self, features: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight, self.bias = nn.Parameter(torch.ones(features)), nn.Parameter(torch.zeros(features))
+
+    def forward(self, x):
+        mean = x.mean(1, keepdim=True)
+        variance = (x - mean).square().mean(1, keepdim=True)
+        shape = (-1,) + (1,) * (x.dim() - 2)  # (C, 1, 1) for maps, (C,) for vectors
+        return (x - mean) * torch.rsqrt(variance + self.eps) * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+
+class ChannelScale(nn.Module):
+    """x * weight + bias with a weight and bias per channel: a LayerScale, or a batch norm exported as Mul and Add."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(features)), nn.Parameter(torch.zeros(features))
+
+    def forward(self, x):
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        return x * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+
+class PaddedConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution whose full output is then padded, or cropped where `pads` are negative.
+
+    Framework conventions differ (PyTorch's padding and output_padding, TensorFlow's 'same', ONNX's
+    asymmetric pads), but each is a crop or pad of the same full output; the bias is added after, so
+    padded rows hold the bias, as output_padding's rows do in PyTorch.
+    """
+
+    def __init__(self, *args, pads: tuple[int, int, int, int] = (0, 0, 0, 0), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pads = tuple(pads)
+
+    def forward(self, x):
+        y = F.conv_transpose2d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
+        top, bottom, left, right = self.pads
+        y = F.pad(y, (left, right, top, bottom))
+        return y if self.bias is None else y + self.bias.reshape(-1, 1, 1)
 
 
 class Add(nn.Module):
@@ -203,6 +256,12 @@ def _module(node: dict) -> nn.Module:
                     node.get("groups", 1), bias=node["bias"])
         parts = [("conv", conv)] + ([("bn", nn.BatchNorm2d(node["out"], eps=node["bn"]))] if "bn" in node else [])
         return Block(OrderedDict(parts + _act(node)))
+    if op == "convtranspose":
+        conv = PaddedConvTranspose2d(node["in"], node["out"], tuple(node["kernel"]), tuple(node["stride"]),
+                                     groups=node.get("groups", 1), dilation=tuple(node.get("dilation", (1, 1))),
+                                     bias=node["bias"], pads=tuple(node["pads"]))
+        parts = [("conv", conv)] + ([("bn", nn.BatchNorm2d(node["out"], eps=node["bn"]))] if "bn" in node else [])
+        return Block(OrderedDict(parts + _act(node)))
     if op == "dense":
         parts = [("linear", nn.Linear(node["in"], node["out"], bias=node["bias"]))]
         parts += [("bn", nn.BatchNorm1d(node["out"], eps=node["bn"]))] if "bn" in node else []
@@ -226,6 +285,15 @@ def _module(node: dict) -> nn.Module:
         return (nn.BatchNorm2d if node["dims"] == 2 else nn.BatchNorm1d)(node["features"], eps=node["eps"])
     if op == "groupnorm":
         return nn.GroupNorm(node["groups"], node["features"], eps=node["eps"])
+    if op == "layernorm":
+        return ChannelNorm(node["features"], node["eps"])
+    if op == "scale":
+        return ChannelScale(node["features"])
+    if op == "prelu":
+        return nn.PReLU(node["features"])
+    if op == "upsample":
+        return nn.Upsample(scale_factor=tuple(float(f) for f in node["factor"]), mode=node["mode"],
+                           align_corners=node.get("align_corners", False) if node["mode"] == "bilinear" else None)
     if op in ("global_avgpool", "global_maxpool"):
         return (GlobalAvgPool if op == "global_avgpool" else GlobalMaxPool)(node.get("keepdims", False))
     if op == "reshape":
@@ -241,6 +309,8 @@ def _module(node: dict) -> nn.Module:
 
 
 REQUIRED = {"conv": ("in", "out", "kernel", "stride", "padding", "bias"), "dense": ("in", "out", "bias"),
+            "convtranspose": ("in", "out", "kernel", "stride", "pads", "bias"), "upsample": ("factor", "mode"),
+            "layernorm": ("features", "eps"), "scale": ("features",), "prelu": ("features",),
             "maxpool": ("kernel", "stride"), "avgpool": ("kernel", "stride"), "batchnorm": ("features", "eps", "dims"),
             "groupnorm": ("groups", "features", "eps"),
             "activation": ("function",), "affine": ("scale", "offset"), "pad": ("pads",), "reshape": ("shape",)}
@@ -271,7 +341,7 @@ def checked_graph(graph, shapes: dict[str, tuple[int, ...]], source) -> dict:
                             f"{fewest if fewest == most else f'{fewest} or more'}")
         if missing := [key for key in REQUIRED.get(op, ()) if node.get(key) is None]:
             raise UserError(f"{source}: layer '{name}' ({op}) has no '{missing[0]}'")
-        if op == "conv" and (node["in"] % node.get("groups", 1) or node["out"] % node.get("groups", 1)):
+        if op in ("conv", "convtranspose") and (node["in"] % node.get("groups", 1) or node["out"] % node.get("groups", 1)):
             raise UserError(f"{source}: layer '{name}' splits {node['in']} inputs and {node['out']} outputs into "
                             f"{node.get('groups', 1)} groups")
         if op == "groupnorm" and node["features"] % node["groups"]:
@@ -293,12 +363,18 @@ def _parameter_shapes(node: dict) -> dict[str, tuple[int, ...]]:
     name, op = node["name"], node["op"]
     if op == "batchnorm":
         return {f"{name}.{key}": (node["features"],) for key in ("weight", "bias", "running_mean", "running_var")}
-    if op == "groupnorm":
+    if op in ("groupnorm", "layernorm", "scale"):
         return {f"{name}.{key}": (node["features"],) for key in ("weight", "bias")}
-    if op not in ("conv", "dense"):
+    if op == "prelu":
+        return {f"{name}.weight": (node["features"],)}
+    if op not in ("conv", "convtranspose", "dense"):
         return {}
-    part, weight = (("conv", (node["out"], node["in"] // node.get("groups", 1), *node["kernel"])) if op == "conv"
-                    else ("linear", (node["out"], node["in"])))
+    groups = node.get("groups", 1)
+    if op == "dense":
+        part, weight = "linear", (node["out"], node["in"])
+    else:  # a transposed conv keeps its kernels (in, out / groups, kh, kw)
+        part, weight = "conv", ((node["out"], node["in"] // groups) if op == "conv"
+                                else (node["in"], node["out"] // groups)) + tuple(node["kernel"])
     shapes = {f"{name}.{part}.weight": weight} | ({f"{name}.{part}.bias": (node["out"],)} if node["bias"] else {})
     if node.get("bn") is not None:
         shapes |= {f"{name}.bn.{key}": (node["out"],) for key in ("weight", "bias", "running_mean", "running_var")}
@@ -364,7 +440,7 @@ def fuse(graph: dict, tensors: dict) -> dict:
     nodes = graph["nodes"]
     consumers = lambda n: [m for m in nodes if n["name"] in m["inputs"]]  # noqa: E731
     for node in list(nodes):
-        if node["op"] not in ("conv", "dense") or node.get("activation"):
+        if node["op"] not in ("conv", "convtranspose", "dense") or node.get("activation"):
             continue
         for follower_op in ("batchnorm", "activation"):
             after = consumers(node)
@@ -386,3 +462,35 @@ def fuse(graph: dict, tensors: dict) -> dict:
         if node["op"] == "batchnorm" and any(n["name"] in node["inputs"] and n["op"] == "dense" for n in nodes):
             node["dims"] = 1
     return graph
+
+
+def channels_last_flatten(graph: dict, tensors: dict) -> None:
+    """Permute the inputs of each dense layer fed by a channels-last flatten from (H, W, C) order to PyTorch's (C, H, W).
+
+    A flatten node marked `keras_order` flattened (H, W, C) maps in its framework (Keras, or a tf2onnx
+    graph's Transpose then Reshape); GraphNet flattens (C, H, W), so the dense layer's columns follow.
+    """
+    flattens = {n["name"] for n in graph["nodes"] if n.pop("keras_order", False)}
+    if not flattens:
+        return
+    model, shapes = GraphNet(graph).eval(), {}  # built only to learn what shape reaches each flatten
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda m, inputs, out, name=name: shapes.__setitem__(name, tuple(inputs[0].shape[1:]))) for name in flattens]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *graph["input_shape"]))
+    except RuntimeError as e:
+        raise UserError(f"the model's layers do not fit together ({str(e).splitlines()[0]})") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    producer = {n["name"]: n for n in graph["nodes"]}
+    for node in graph["nodes"]:
+        source = node["inputs"][0] if node["op"] == "dense" else None
+        while source in producer and producer[source]["op"] == "identity":  # dropout between them
+            source = producer[source]["inputs"][0]
+        if source in flattens and len(shapes[source]) == 3:
+            c, h, w = shapes[source]
+            key = f"{node['name']}.linear.weight"
+            weight = tensors[key]  # (out, H*W*C) in Keras's order
+            tensors[key] = weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)

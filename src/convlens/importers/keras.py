@@ -7,8 +7,10 @@ its own one layer with the BatchNormalization and Activation that follow it, so 
 map after its activation, as Keras users read it.
 
 Where Keras 3 keeps the weights: `layers/<snake_case class name>[_N]/vars/<i>` in model.layers
-order (not the layers' own names); legacy HDF5 keeps them under `model_weights/<layer name>`,
-listed by its `weight_names` attribute.
+order (not the layers' own names), a nested model's under `layers/<its key>/layers/...`; legacy HDF5
+keeps them under `model_weights/<layer name>`, listed by its `weight_names` attribute, a nested
+model's as `<inner layer>/<weight>` inside its group. Nested models (a Sequential stem in ConvNeXt, a
+MobileNet base under a new head) are opened into one flat list of layers.
 """
 
 from __future__ import annotations
@@ -17,19 +19,22 @@ import io
 import json
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, GraphNet, activation_spec, fuse, module_name
+from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name
 from .limits import unpacked_limit
 
-SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization",
-             "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D",
-             "Cropping2D", "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "Activation", "ReLU", "LeakyReLU",
-             "Rescaling", "Normalization", "Add", "Multiply", "Concatenate")
+SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense",
+             "BatchNormalization", "LayerNormalization", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+             "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Flatten", "Reshape", "Dropout",
+             "SpatialDropout2D", "Identity", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+             "Rescaling", "Normalization", "LayerScale", "Add", "Subtract", "Multiply", "Concatenate",
+             "Sequential and functional models nested as layers")
+MODELS = ("Sequential", "Functional", "Model")  # a model used as a layer: opened into its layers
 # Keras activation names -> graph.py's specs; a final softmax is dropped, so the model gives logits.
 ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu", "elu": "elu", "linear": "linear",
                "gelu": "gelu", "softplus": "softplus", "swish": "swish", "silu": "swish", "mish": "mish",
@@ -50,7 +55,7 @@ def read(path: Path) -> tuple[dict, dict[str, list[np.ndarray]], str]:
                 config = json.loads(archive.read("config.json"))
                 meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
                 with _hdf5(archive.read("model.weights.h5"), path, limit) as f:
-                    return config, _keras3_weights(config, f), meta.get("keras_version", "3")
+                    return config, _keras3_weights(config, f, "layers", ()), meta.get("keras_version", "3")
         with _hdf5(path.read_bytes(), path, limit) as f:
             if "model_config" not in f.attrs:
                 raise UserError(f"{path} is an HDF5 file without a model_config: weights only? save the whole "
@@ -119,7 +124,10 @@ def _snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras3_weights(config: dict, f) -> dict[str, list[np.ndarray]]:
+Weights = dict[tuple[str, ...], list[np.ndarray]]  # a layer's path of names (a nested model's first) -> its arrays
+
+
+def _keras3_weights(config: dict, f, prefix: str, path: tuple[str, ...]) -> Weights:
     used: dict[str, int] = {}
     weights = {}
     sequential = config["class_name"] == "Sequential"
@@ -129,19 +137,70 @@ def _keras3_weights(config: dict, f) -> dict[str, list[np.ndarray]]:
         base = _snake(layer["class_name"])
         key = base if base not in used else f"{base}_{used[base]}"
         used[base] = used.get(base, 0) + 1
-        group = f.get(f"layers/{key}/vars")
-        if group is not None:
-            weights[layer["config"]["name"]] = [np.asarray(group[str(i)]) for i in range(len(group))]
+        here = path + (layer["config"]["name"],)
+        if layer["class_name"] in MODELS:
+            weights |= _keras3_weights(layer, f, f"{prefix}/{key}/layers", here)
+        elif (group := f.get(f"{prefix}/{key}/vars")) is not None:
+            weights[here] = [np.asarray(group[str(i)]) for i in range(len(group))]
     return weights
 
 
-def _legacy_weights(f) -> dict[str, list[np.ndarray]]:
+def _legacy_weights(f) -> Weights:
+    """A layer's weights by its name; a nested model's group names each weight `<inner layer>/<weight>`, so an
+    inner layer's are also kept under (model, inner layer)."""
     root = f["model_weights"] if "model_weights" in f else f
-    weights = {}
+    weights: Weights = {}
     for name, group in root.items():
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-        weights[name] = [np.asarray(group[n]) for n in names]
+        weights[(name,)] = [np.asarray(group[n]) for n in names]
+        for n, value in zip(names, weights[(name,)]):
+            if (inner := n.split("/")[0]) != name:
+                weights.setdefault((name, inner), []).append(value)
     return weights
+
+
+@dataclass
+class _Flat:
+    """One layer of a model whose nested models are opened: what it reads, by the ids of the layers making them."""
+
+    id: str  # the layer's name, or its path where a nested model reuses a name
+    layer: dict
+    inputs: list[str]
+    numbers: list[float]  # numbers it is applied to (x + 3.0)
+    weights: list[np.ndarray]
+
+
+def _flatten(config: dict, weights: Weights, path: tuple[str, ...] = (), outer: list[str] | None = None,
+             taken: set[str] | None = None) -> tuple[list[_Flat], str | None]:
+    """Return a model's layers with nested models opened into their own, and the id of its output.
+
+    `outer` are the ids a nested model reads; its InputLayer stands for them.
+    """
+    taken = set() if taken is None else taken
+    alias: dict[str, str] = {}  # a layer's name in this model -> the id of the value it stands for
+    flat: list[_Flat] = []
+    previous = outer[0] if outer else None
+    for layer in _layers(config):
+        name = layer["config"]["name"]
+        if layer["class_name"] == "InputLayer" and outer is not None:
+            alias[name] = previous = outer[0]
+            continue
+        sources, numbers = _inbound(layer, previous)
+        inputs = [alias.get(n, n) for n in sources]
+        if layer["class_name"] in MODELS:
+            inner, output = _flatten(layer, weights, path + (name,), inputs, taken)
+            flat += inner
+            alias[name] = previous = output
+            continue
+        unique = name if name not in taken else "/".join(path + (name,))
+        taken.add(unique)
+        flat.append(_Flat(unique, layer, inputs, numbers, weights.get(path + (name,), [])))
+        alias[name] = previous = unique
+    outputs = config["config"].get("output_layers")
+    if config["class_name"] != "Sequential" and outputs:
+        first = outputs[0] if isinstance(outputs[0], list) else outputs  # [[name, 0, 0]] or [name, 0, 0]
+        return flat, alias.get(first[0], first[0])
+    return flat, previous
 
 
 def _inbound(layer: dict, previous: str | None) -> tuple[list[str], list[float]]:
@@ -175,39 +234,48 @@ def _activation(layer: dict, name: str | None, last: bool) -> str | None:
     return None if name == "linear" else ACTIVATIONS[name]
 
 
-def to_graph(config: dict, weights: dict[str, list[np.ndarray]]) -> tuple[dict, dict[str, np.ndarray]]:
+def to_graph(config: dict, weights: Weights) -> tuple[dict, dict[str, np.ndarray]]:
     """Return (graph, tensors named as GraphNet's state dict) for a Keras model config and its weights."""
-    layers = _layers(config)
+    _layers(config)
+    flat, _ = _flatten(config, weights)
     used: set[str] = set()
-    names = {layer["config"]["name"]: module_name(layer["config"]["name"], used) for layer in layers}
-    nodes, tensors, input_shape, previous = [], {}, None, None
-    for i, layer in enumerate(layers):
-        kind, c, name = layer["class_name"], layer["config"], layer["config"]["name"]
-        last = i == len(layers) - 1
+    names = {entry.id: module_name(entry.layer["config"]["name"], used) for entry in flat}
+    ranks = {"input": 4}  # each value's rank: 4 for maps, 2 for vectors, so a Dense on maps becomes a 1x1 conv
+    nodes, tensors, input_shape = [], {}, None
+    for i, entry in enumerate(flat):
+        layer, kind, c = entry.layer, entry.layer["class_name"], entry.layer["config"]
         if kind not in SUPPORTED:
             raise _unsupported(layer)
         if kind == "InputLayer":
             shape = c.get("batch_shape") or c.get("batch_input_shape")
             input_shape = _chw(shape[1:], layer)
-            names[name], previous = "input", name
+            names[entry.id] = "input"
             continue
         if input_shape is None:  # a Sequential model saved without its InputLayer records the shape on layer 1
             shape = c.get("batch_input_shape") or layer.get("build_config", {}).get("input_shape")
             if not shape:
                 raise UserError("the model does not record its input shape; build it with keras.Input((H, W, C))")
             input_shape = _chw(shape[1:], layer)
-        sources, numbers = _inbound(layer, previous)
-        inputs = [names[n] for n in sources]
-        for part in _nodes(layer, weights.get(name, []), last, tensors, names[name], used, numbers, inputs == ["input"]):
-            nodes.append({"name": part.pop("name", names[name]), "inputs": inputs} | part)
+        inputs = [names[n] for n in entry.inputs] or ["input"]
+        rank = ranks[inputs[0]]
+        for part in _nodes(layer, entry.weights, i == len(flat) - 1, tensors, names[entry.id], used, entry.numbers,
+                           inputs == ["input"], rank):
+            nodes.append({"name": part.pop("name", names[entry.id]), "inputs": inputs} | part)
             inputs = [nodes[-1]["name"]]
+            rank = ranks[inputs[0]] = _rank(nodes[-1], rank)
         if nodes[-1]["op"] in ("add", "mul") and len(nodes[-1]["inputs"]) != 2:
             raise _unsupported(layer, f"{len(nodes[-1]['inputs'])} inputs")
-        previous = name
     graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
     graph = fuse(graph, tensors)
-    _torch_flatten_order(graph, tensors)  # after fuse: the graph must run as GraphNet to learn the flatten shapes
+    channels_last_flatten(graph, tensors)  # after fuse: the graph must run as GraphNet to learn the flatten shapes
     return graph, tensors
+
+
+def _rank(node: dict, rank: int) -> int:
+    """The rank of a node's output, given its input's."""
+    if node["op"] in ("flatten", "dense") or (node["op"].startswith("global_") and not node.get("keepdims")):
+        return 2
+    return len(node["shape"]) + 1 if node["op"] == "reshape" else 4 if node["op"].startswith("global_") else rank
 
 
 def _chw(shape: list, layer: dict) -> tuple[int, int, int]:
@@ -219,7 +287,7 @@ def _chw(shape: list, layer: dict) -> tuple[int, int, int]:
 
 
 def _nodes(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str, used: set[str],
-           numbers: list[float], reads_input: bool) -> list[dict]:
+           numbers: list[float], reads_input: bool, rank: int) -> list[dict]:
     """Return the graph nodes of one Keras layer, in order: one, or two for a separable convolution
     (depthwise, then pointwise under the layer's own name)."""
     kind, c = layer["class_name"], layer["config"]
@@ -235,6 +303,12 @@ def _nodes(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: st
                 | {"activation": _activation(layer, c["activation"], last)}]
     if kind == "Conv2D":
         return [_conv(layer, w[0], w[1] if c["use_bias"] else None, tensors, name)
+                | {"activation": _activation(layer, c["activation"], last)}]
+    if kind == "Conv2DTranspose":
+        return [_conv_transpose(layer, w[0], w[1] if c["use_bias"] else None, tensors, name)
+                | {"activation": _activation(layer, c["activation"], last)}]
+    if kind == "Dense" and rank == 4:  # applied to each position's channels (ConvNeXt's pointwise convs): a 1x1 conv
+        return [_conv(layer, w[0][None, None], w[1] if c["use_bias"] else None, tensors, name, pointwise=True)
                 | {"activation": _activation(layer, c["activation"], last)}]
     return [_node(layer, w, last, tensors, name, numbers, reads_input)]
 
@@ -265,6 +339,31 @@ def _depthwise(layer: dict, kernel: np.ndarray, bias, tensors: dict, name: str) 
             "dilation": list(c.get("dilation_rate", (1, 1))), "bias": bias is not None}
 
 
+def _conv_transpose(layer: dict, kernel: np.ndarray, bias, tensors: dict, name: str) -> dict:
+    """A Conv2DTranspose: kernels go from (kh, kw, out, in) to PyTorch's (in, out, kh, kw); Keras's padding and
+    output_padding become pads of the full output (JAX's convention in Keras's backend_utils, made relative)."""
+    c = layer["config"]
+    if int(c.get("groups", 1)) != 1:
+        raise _unsupported(layer, "groups")
+    tensors[f"{name}.conv.weight"] = kernel.transpose(3, 2, 0, 1)
+    if bias is not None:
+        tensors[f"{name}.conv.bias"] = bias
+    pads = []
+    extra = c.get("output_padding") or [None, None]
+    for k, s, d, more in zip(kernel.shape[:2], c["strides"], c.get("dilation_rate", (1, 1)), extra):
+        k = (k - 1) * d + 1
+        if c["padding"] == "valid":
+            before, after = k - 1, k - 1 + (max(k, s) - k if more is None else more)
+        else:
+            total = s + k - 2 if more is None else k + k % 2 - 2 + more
+            before = min(total // 2 + total % 2, k - 1)
+            after = total - before
+        pads += [before - (k - 1), after - (k - 1)]
+    return {"op": "convtranspose", "in": int(kernel.shape[3]), "out": int(kernel.shape[2]),
+            "kernel": list(kernel.shape[:2]), "stride": list(c["strides"]), "pads": pads, "groups": 1,
+            "dilation": list(c.get("dilation_rate", (1, 1))), "bias": bias is not None}
+
+
 def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str, numbers: list[float],
           reads_input: bool) -> dict:
     kind, c = layer["class_name"], layer["config"]
@@ -288,9 +387,35 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
         for key, value in zip(("weight", "bias", "running_mean", "running_var"), (gamma, beta, *values)):
             tensors[f"{name}.{key}"] = value
         return {"op": "batchnorm", "features": features, "eps": float(c["epsilon"]), "dims": 2}
+    if kind == "LayerNormalization":
+        if c.get("axis", -1) not in (-1, [-1]) or c.get("rms_scaling"):
+            raise _unsupported(layer, f"axis {c.get('axis')} or rms_scaling; convlens normalises over the channels")
+        values = list(w)
+        features = len(values[0])
+        gamma = values.pop(0) if c.get("scale", True) else np.ones(features, np.float32)
+        beta = values.pop(0) if c.get("center", True) else np.zeros(features, np.float32)
+        tensors[f"{name}.weight"], tensors[f"{name}.bias"] = gamma, beta
+        return {"op": "layernorm", "features": features, "eps": float(c["epsilon"])}
+    if kind == "LayerScale":  # keras.applications' ConvNeXt: x * gamma, a number per channel
+        tensors[f"{name}.weight"], tensors[f"{name}.bias"] = w[0], np.zeros_like(w[0])
+        return {"op": "scale", "features": len(w[0])}
+    if kind == "PReLU":
+        alpha = np.asarray(w[0])
+        if alpha.size != alpha.shape[-1]:
+            raise _unsupported(layer, f"a slope per position {alpha.shape}; give shared_axes=[1, 2]")
+        tensors[f"{name}.weight"] = alpha.reshape(-1)
+        return {"op": "prelu", "features": int(alpha.size)}
+    if kind == "UpSampling2D":
+        if c.get("interpolation", "nearest") not in ("nearest", "bilinear"):
+            raise _unsupported(layer, f"interpolation {c.get('interpolation')}")
+        return {"op": "upsample", "factor": [int(v) for v in c["size"]], "mode": c.get("interpolation", "nearest")}
+    if kind == "Softmax" and last:
+        return {"op": "identity"}
     if kind == "Activation":
         function = _activation(layer, c["activation"], last)
         return {"op": "activation", "function": function} if function else {"op": "identity"}
+    if kind == "ELU":
+        return {"op": "activation", "function": activation_spec("elu", c.get("alpha", 1.0))}
     if kind in ("ReLU", "LeakyReLU"):
         return {"op": "activation", "function": _relu(layer)}
     if kind == "Rescaling":
@@ -300,7 +425,8 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
     if kind == "Normalization":  # Keras: (x - mean) / max(sqrt(variance), epsilon), per channel
         if c.get("invert") or c.get("axis") not in (-1, 3, [3], [-1]):
             raise _unsupported(layer, "invert, or an axis other than the channels")
-        mean, variance = (np.ravel(v).astype(np.float64) for v in w[:2])
+        given = w[:2] if w else (c["mean"], c["variance"])  # adapted, or given to the constructor (ConvNeXt)
+        mean, variance = (np.ravel(v).astype(np.float64) for v in given)
         scale = 1.0 / np.maximum(np.sqrt(variance), EPSILON)
         factor = 255.0 if reads_input else 1.0
         return {"op": "affine", "scale": [float(v) * factor for v in scale], "offset": [float(v) for v in -mean * scale]}
@@ -321,11 +447,15 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
             return {"op": "affine", "scale": 1.0, "offset": total} if kind == "Add" else \
                 {"op": "affine", "scale": total, "offset": 0.0}
         return {"op": "add" if kind == "Add" else "mul"}
+    if kind == "Subtract" and len(numbers) == 1:
+        return {"op": "affine", "scale": 1.0, "offset": -numbers[0]}
     if kind == "Concatenate":
         if c.get("axis", -1) not in (-1, 3):
             raise _unsupported(layer, f"axis {c.get('axis')}; convlens joins along the channels")
         return {"op": "concat"}
-    return {"op": "identity"}  # Dropout, SpatialDropout2D
+    if kind == "Softmax" or kind == "Subtract":
+        raise _unsupported(layer, "a softmax before the last layer" if kind == "Softmax" else "of two values")
+    return {"op": "identity"}  # Dropout, SpatialDropout2D, Identity
 
 
 def _relu(layer: dict) -> str:
@@ -355,31 +485,3 @@ def _reshape(layer: dict) -> dict:
 
 def _per_channel(value, factor: float):
     return [float(v) * factor for v in value] if isinstance(value, list) else float(value) * factor
-
-
-def _torch_flatten_order(graph: dict, tensors: dict) -> None:
-    """Permute the inputs of each dense layer fed by a Keras Flatten from (H, W, C) order to PyTorch's (C, H, W)."""
-    flattens = {n["name"] for n in graph["nodes"] if n.pop("keras_order", False)}
-    if not flattens:
-        return
-    model, shapes = GraphNet(graph).eval(), {}  # built only to learn what shape reaches each flatten
-    hooks = [getattr(model, name).register_forward_hook(
-        lambda m, inputs, out, name=name: shapes.__setitem__(name, tuple(inputs[0].shape[1:]))) for name in flattens]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *graph["input_shape"]))
-    except RuntimeError as e:
-        raise UserError(f"the model's layers do not fit together ({str(e).splitlines()[0]})") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    producer = {n["name"]: n for n in graph["nodes"]}
-    for node in graph["nodes"]:
-        source = node["inputs"][0] if node["op"] == "dense" else None
-        while source in producer and producer[source]["op"] == "identity":  # dropout between them
-            source = producer[source]["inputs"][0]
-        if source in flattens and len(shapes[source]) == 3:
-            c, h, w = shapes[source]
-            key = f"{node['name']}.linear.weight"
-            weight = tensors[key]  # (out, H*W*C) in Keras's order
-            tensors[key] = weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)

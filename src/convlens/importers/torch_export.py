@@ -6,6 +6,10 @@ torch.export traces the forward pass into ATen operators, so a ReLU written as `
 `features_0`). The graph is converted op by op into graph.py's layer graph, and graph.fuse makes
 a convolution and the batch norm and ReLU after it one layer: `conv1` is the map after its ReLU,
 however the ReLU was written.
+
+Each value keeps its layout, as in onnx.py: a permute to channels last (ConvNeXt's LayerNorm and
+Linear on each position's channels) only relabels the value, and the ops that work per channel read
+the channels where the layout puts them; GraphNet holds every map NCHW.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import pt2
-from .graph import FORMAT, VERSION, activation_spec, fuse, module_name
+from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name
 
 aten = torch.ops.aten
 # Activations without numbers, and those whose numbers come from the call (see _activation).
@@ -35,13 +39,20 @@ PASS_THROUGH = {aten.dropout.default, aten.dropout_.default, aten.clone.default,
                 aten.alias.default, aten.detach.default, aten.feature_dropout.default}
 FINAL = {aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default}
 CONVS = (aten.conv2d.default, aten.conv2d.padding, aten.convolution.default)
+TRANSPOSED = {aten.conv_transpose2d.input}
+UPSAMPLES = {aten.upsample_nearest2d.vec: "nearest", aten.upsample_bilinear2d.vec: "bilinear"}
+NCHW_ONLY = {*CONVS, *TRANSPOSED, *UPSAMPLES, aten.max_pool2d.default, aten.avg_pool2d.default,
+             aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default, aten.group_norm.default,
+             aten.instance_norm.default, aten.adaptive_avg_pool2d.default, aten.adaptive_max_pool2d.default}
 POOLS = {aten.max_pool2d.default: "maxpool", aten.avg_pool2d.default: "avgpool"}
 JOINS = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.mul.Tensor: "mul", aten.cat.default: "concat"}
 # x + c, x - c, x * c, x / c with a number c: one affine node (0.5 * x and 2 - x come as mul and rsub)
 ARITHMETIC = {aten.add.Tensor: "add", aten.add_.Tensor: "add", aten.sub.Tensor: "sub", aten.mul.Tensor: "mul",
               aten.div.Tensor: "div", aten.rsub.Scalar: "rsub"}
-SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "Linear", "BatchNorm1d/2d", "GroupNorm",
-             "InstanceNorm2d (without running statistics)",
+SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "ConvTranspose2d", "Linear (also on channels-last maps)",
+             "BatchNorm1d/2d", "GroupNorm", "LayerNorm over the channels", "InstanceNorm2d (without running statistics)",
+             "Upsample/interpolate (nearest, bilinear) by whole factors", "PReLU",
+             "permute between NCHW and NHWC", "* or + a parameter of one number per channel",
              "MaxPool2d/AvgPool2d (padding, ceil_mode)", "AdaptiveAvgPool2d(1)/AdaptiveMaxPool2d(1)", "ZeroPad2d",
              "Flatten", "view", "Dropout", "ReLU/ReLU6/Hardtanh/LeakyReLU/ELU/SELU/GELU/SiLU/Mish/Hardswish/"
              "Hardsigmoid/Softplus/Tanh/Sigmoid/erf (modules or functions)", "+", "*", "+ - * / a number",
@@ -70,6 +81,7 @@ def to_graph(program: torch.export.ExportedProgram) -> tuple[dict, dict[str, np.
     values = {**program.state_dict, **program.constants}
     weights = {name: values[fqn].detach().float().numpy() for name, fqn in sources.items()}
     names: dict[str, str] = {}  # fx node name -> graph node name
+    layouts: dict[str, str] = {}  # fx node name -> where its channels are, for maps made channels last by a permute
     nodes, tensors, input_shape, used = [], {}, None, set()
     for node in program.graph.nodes:
         if node.op == "placeholder":
@@ -83,18 +95,47 @@ def to_graph(program: torch.export.ExportedProgram) -> tuple[dict, dict[str, np.
         if target is operator.getitem:  # the first result of a tuple-valued op (native batch norm) is its output
             names[node.name] = names[node.args[0].name]
             continue
+        layout = layouts.get(node.args[0].name, "nchw") if node.args and isinstance(node.args[0], torch.fx.Node) else "nchw"
         if target in PASS_THROUGH or (target in FINAL and _is_last(node)):
-            names[node.name] = names[node.args[0].name]
+            names[node.name], layouts[node.name] = names[node.args[0].name], layout
             continue
+        if target == aten.permute.default:
+            names[node.name], layouts[node.name] = names[node.args[0].name], _permuted(node, layout)
+            continue
+        if target in NCHW_ONLY and layout != "nchw":
+            raise _unsupported(node, "on channels-last maps")
         name = module_name(_layer_name(node), used)
-        converted = _convert(node, name, weights, tensors)
+        converted = _convert(node, name, weights, tensors, layout)
+        layouts[node.name] = layout
         converted["inputs"] = [names[a.name] for a in _tensor_args(node, weights)]
         nodes.append({"name": name, **converted})
         names[node.name] = name
     if input_shape is None or len(input_shape) != 3:
         raise UserError(f"the program takes inputs of shape {input_shape}; convlens opens image models (C, H, W)")
     graph = {"format": FORMAT, "version": VERSION, "input_shape": list(input_shape), "nodes": nodes}
-    return fuse(graph, tensors), tensors
+    graph = fuse(graph, tensors)
+    channels_last_flatten(graph, tensors)
+    return graph, tensors
+
+
+def _permuted(node, layout: str) -> str:
+    """The layout after a permute between NCHW and NHWC; any other permute is refused."""
+    dims = [int(d) % 4 for d in node.args[1]]
+    if node.meta["val"].dim() == 4 and (dims, layout) in (([0, 2, 3, 1], "nchw"), ([0, 3, 1, 2], "nhwc")):
+        return "nhwc" if layout == "nchw" else "nchw"
+    raise _unsupported(node, f"dims {dims} of {layout} maps; convlens follows permutes between NCHW and NHWC")
+
+
+def _per_channel(node, value, layout: str) -> np.ndarray | None:
+    """The numbers of a parameter that scales or shifts each channel of the node's maps (or vector), else None."""
+    if value is None:
+        return None
+    shape = [int(d) for d in value.shape]
+    while len(shape) > 1 and shape[0] == 1:
+        shape.pop(0)
+    channels_last = layout == "nhwc" or node.meta["val"].dim() == 2
+    fits = value.size == 1 or (len(shape) == 1 if channels_last else len(shape) == 3 and shape[1:] == [1, 1])
+    return np.ravel(value).astype(np.float32) if fits else None
 
 
 def _is_last(node) -> bool:
@@ -156,11 +197,11 @@ def _activation(node) -> str:
     raise _unsupported(node, "with " + ", ".join(f"{k}={v}" for k, v in a.items() if isinstance(v, (int, float, str))))
 
 
-def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
+def _convert(node, name: str, weights: dict, tensors: dict, layout: str) -> dict:
     target, a = node.target, _arguments(node)
+    if target in TRANSPOSED or (target in CONVS and a.get("transposed")):
+        return _conv_transpose(node, a, name, weights, tensors)
     if target in CONVS:
-        if a.get("transposed"):
-            raise _unsupported(node, "a transposed convolution")
         weight, bias, groups = _weight(a["weight"], weights), _weight(a["bias"], weights), int(a["groups"])
         if weight is None:
             raise _unsupported(node, "a kernel computed in forward, not a parameter")
@@ -178,10 +219,42 @@ def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
         weight, bias = _weight(a["weight"], weights), _weight(a["bias"], weights)
         if weight is None:
             raise _unsupported(node, "a weight computed in forward, not a parameter")
+        if node.meta["val"].dim() == 4 and layout == "nhwc":  # each position's channels: a 1x1 conv
+            tensors[f"{name}.conv.weight"] = weight[:, :, None, None]
+            if bias is not None:
+                tensors[f"{name}.conv.bias"] = bias
+            return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": [1, 1],
+                    "stride": [1, 1], "padding": "valid", "dilation": [1, 1], "groups": 1, "bias": bias is not None}
+        if node.meta["val"].dim() != 2:
+            raise _unsupported(node, "a Linear along the width of NCHW maps")
         tensors[f"{name}.linear.weight"] = weight
         if bias is not None:
             tensors[f"{name}.linear.bias"] = bias
         return {"op": "dense", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "bias": bias is not None}
+    if target == aten.layer_norm.default:
+        features = int(node.meta["val"].shape[-1])
+        if list(a["normalized_shape"]) != [features] or (node.meta["val"].dim() == 4 and layout != "nhwc"):
+            raise _unsupported(node, "normalising anything but each position's channels")
+        weight, bias = _weight(a["weight"], weights), _weight(a["bias"], weights)
+        tensors[f"{name}.weight"] = weight if weight is not None else np.ones(features, np.float32)
+        tensors[f"{name}.bias"] = bias if bias is not None else np.zeros(features, np.float32)
+        return {"op": "layernorm", "features": features, "eps": float(a["eps"])}
+    if target == aten.prelu.default:
+        slope = _weight(a["weight"], weights)
+        if slope is None or slope.ndim != 1:
+            raise _unsupported(node, "a slope that is not a parameter of one number per channel")
+        tensors[f"{name}.weight"] = slope
+        return {"op": "prelu", "features": len(slope)}
+    if target in UPSAMPLES:
+        return _upsample(node, a)
+    if target in (aten.mul.Tensor, aten.add.Tensor, aten.add_.Tensor, aten.mul_.Tensor):
+        parameter = next((_weight(v, weights) for v in (a["self"], a["other"]) if _weight(v, weights) is not None), None)
+        numbers = _per_channel(node, parameter, layout) if a.get("alpha", 1) == 1 else None
+        if numbers is not None:  # a layer scale, or a bias added per channel
+            multiply = target in (aten.mul.Tensor, aten.mul_.Tensor)
+            tensors[f"{name}.weight"] = numbers if multiply else np.ones_like(numbers)
+            tensors[f"{name}.bias"] = np.zeros_like(numbers) if multiply else numbers
+            return {"op": "scale", "features": len(numbers)}
     if target in (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default):
         for key in ("weight", "bias", "running_mean", "running_var"):
             tensors[f"{name}.{key}"] = _weight(a[key], weights)
@@ -217,7 +290,7 @@ def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
         shape = node.meta["val"].shape
         if len(shape) != 2:
             raise _unsupported(node, f"a reshape to {tuple(shape)}; only flattening to (batch, features)")
-        return {"op": "flatten"}
+        return {"op": "flatten", **({"keras_order": True} if layout == "nhwc" else {})}
     if target in ARITHMETIC and isinstance(a["other"], (int, float)) and a.get("alpha", 1) == 1:
         c = float(a["other"])
         scale, offset = {"add": (1.0, c), "sub": (1.0, -c), "mul": (c, 0.0), "div": (1.0 / c if c else None, 0.0),
@@ -232,6 +305,30 @@ def _convert(node, name: str, weights: dict, tensors: dict) -> dict:
             raise _unsupported(node, "a constant or alpha")
         return {"op": JOINS[target]}
     raise _unsupported(node)
+
+
+def _conv_transpose(node, a: dict, name: str, weights: dict, tensors: dict) -> dict:
+    weight, bias, groups = _weight(a["weight"], weights), _weight(a["bias"], weights), int(a["groups"])
+    if weight is None:
+        raise _unsupported(node, "a kernel computed in forward, not a parameter")
+    tensors[f"{name}.conv.weight"] = weight
+    if bias is not None:
+        tensors[f"{name}.conv.bias"] = bias
+    (ph, pw), (oh, ow) = _pair(a["padding"]), _pair(a["output_padding"])
+    return {"op": "convtranspose", "in": int(weight.shape[0]), "out": int(weight.shape[1]) * groups,
+            "kernel": list(weight.shape[2:]), "stride": _pair(a["stride"]), "pads": [-ph, oh - ph, -pw, ow - pw],
+            "groups": groups, "dilation": _pair(a["dilation"]), "bias": bias is not None}
+
+
+def _upsample(node, a: dict) -> dict:
+    """Upsampling by whole factors, read from the shapes it maps between."""
+    before, after = node.args[0].meta["val"].shape[-2:], node.meta["val"].shape[-2:]
+    factors = [int(o) // int(i) for i, o in zip(before, after)]
+    if any(int(o) != f * int(i) for i, o, f in zip(before, after, factors)):
+        raise _unsupported(node, f"from {tuple(before)} to {tuple(after)}; convlens resizes by whole factors")
+    mode = UPSAMPLES[node.target]
+    return {"op": "upsample", "factor": factors, "mode": mode,
+            **({"align_corners": bool(a["align_corners"])} if mode == "bilinear" else {})}
 
 
 def _pools_globally(node, a: dict) -> bool:
