@@ -129,7 +129,8 @@ def test_the_mnist_example_imports_through_the_cli_with_its_normalisation(mnist,
 
 class SpelledOut(nn.Module):
     """Arithmetic with numbers, as exporters and hand-written forwards spell activations out: GELU as
-    x * 0.5 * (1 + erf(x / sqrt 2)) in ONNX before opset 20, a sigmoid rescaled to [-1, 1], 3 - x / 4."""
+    x * 0.5 * (1 + erf(x / sqrt 2)) in ONNX before opset 20, a sigmoid rescaled to [-1, 1], 3 - x / 4, a root of
+    a square."""
 
     def __init__(self):
         super().__init__()
@@ -138,7 +139,7 @@ class SpelledOut(nn.Module):
 
     def forward(self, x):
         x = torch.sigmoid(F.gelu(self.conv(x))) * 2.0 - 1.0
-        return self.fc((3.0 - x / 4.0).flatten(1))
+        return self.fc(torch.sqrt((3.0 - x / 4.0).pow(2) + 1.0).flatten(1))
 
 
 @pytest.mark.parametrize("how", ["pt2", "onnx-torchscript-13", "onnx-dynamo-17"])

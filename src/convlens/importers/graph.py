@@ -70,10 +70,27 @@ class Erf(nn.Module):
         return torch.erf(x)
 
 
+class Sqrt(nn.Module):
+    def forward(self, x):
+        return torch.sqrt(x)
+
+
+class Pow(nn.Module):
+    """x to a fixed power (x ** 2 in a hand-written norm, x ** 3 in GELU's tanh form)."""
+
+    def __init__(self, exponent: float):
+        super().__init__()
+        self.exponent = exponent
+
+    def forward(self, x):
+        return x.pow(self.exponent)
+
+
 # An activation by name, with the numbers its spec gives ("leaky_relu(0.2)" calls the factory with 0.2).
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU, "linear": nn.Identity,
                "gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU("tanh"), "softplus": nn.Softplus, "swish": nn.SiLU,
-               "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": HardSigmoid, "erf": Erf,
+               "mish": nn.Mish, "hardswish": nn.Hardswish, "hardsigmoid": HardSigmoid, "erf": Erf, "sqrt": Sqrt,
+               "pow": Pow,
                "elu": lambda alpha=1.0: nn.ELU(alpha), "leaky_relu": lambda slope=0.01: nn.LeakyReLU(slope),
                "clip": lambda low, high: nn.Hardtanh(low, high)}  # clip(0,6) is ReLU6
 SPEC = re.compile(r"^([a-z][a-z0-9_]*)(?:\(([-+0-9.e,inf ]*)\))?$")

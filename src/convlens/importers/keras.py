@@ -31,7 +31,8 @@ from .limits import unpacked_limit
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense",
              "BatchNormalization", "LayerNormalization", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
              "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Flatten", "Reshape", "Dropout",
-             "SpatialDropout2D", "Identity", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+             "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+             "Identity", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
              "Rescaling", "Normalization", "LayerScale", "Add", "Subtract", "Multiply", "Concatenate",
              "Sequential and functional models nested as layers")
 MODELS = ("Sequential", "Functional", "Model")  # a model used as a layer: opened into its layers
@@ -455,7 +456,7 @@ def _node(layer: dict, w: list[np.ndarray], last: bool, tensors: dict, name: str
         return {"op": "concat"}
     if kind == "Softmax" or kind == "Subtract":
         raise _unsupported(layer, "a softmax before the last layer" if kind == "Softmax" else "of two values")
-    return {"op": "identity"}  # Dropout, SpatialDropout2D, Identity
+    return {"op": "identity"}  # Dropout, noise and regularisation (training only), Identity
 
 
 def _relu(layer: dict) -> str:

@@ -29,8 +29,8 @@ from ..errors import UserError
 from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name
 
 ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "HardSwish": "hardswish",
-               "Mish": "mish", "Softplus": "softplus", "Erf": "erf"}
-PARAMETRIC = ("Clip", "LeakyRelu", "Elu", "HardSigmoid", "Gelu")
+               "Mish": "mish", "Softplus": "softplus", "Erf": "erf", "Sqrt": "sqrt"}
+PARAMETRIC = ("Clip", "LeakyRelu", "Elu", "HardSigmoid", "Gelu", "Pow")
 ARITHMETIC = ("Add", "Sub", "Mul", "Div")  # with a number: an affine node; per channel: a scale; of two values: add or mul
 PASS_THROUGH = ("Dropout", "Identity")
 FINAL = ("Softmax", "LogSoftmax")  # at the end, dropped: the graph gives logits
@@ -46,7 +46,7 @@ SUPPORTED = ("Conv (stride, dilation, groups, any padding)", "ConvTranspose", "B
              "MaxPool/AveragePool (padding, ceil_mode, TensorFlow's 'same')", "GlobalAveragePool/GlobalMaxPool",
              "ReduceMean/ReduceMax over H and W", "Resize (nearest, bilinear) by whole factors", "Pad with zeros",
              "Relu", "PRelu", "Clip", "LeakyRelu", "Elu", "Selu", "Gelu", "HardSigmoid", "HardSwish", "Mish",
-             "Softplus", "Tanh", "Sigmoid", "Erf", "Add/Mul of two values", "Add/Sub/Mul/Div by a number or a number per channel",
+             "Softplus", "Tanh", "Sigmoid", "Erf", "Sqrt", "Pow to a number", "Add/Mul of two values", "Add/Sub/Mul/Div by a number or a number per channel",
              "Concat on channels", "Flatten", "Reshape/Squeeze/Unsqueeze to (batch, features) or (batch, C, 1, 1)",
              "Transpose between NCHW and NHWC", "Softmax/LogSoftmax (last)", "Dropout", "Identity")
 RAW_PIXEL_SCALES = (1 / 255, 1 / 127.5)  # Keras's Rescaling of 0-255 pixels, as tf2onnx exports it
@@ -522,4 +522,9 @@ def _activation(node, op: str, a: dict, constants: dict) -> str:
         return activation_spec("elu", a.get("alpha", 1.0))
     if op == "HardSigmoid":
         return activation_spec("hardsigmoid", a.get("alpha", 0.2), a.get("beta", 0.5))
+    if op == "Pow":
+        exponent = constants.get(node.input[1])
+        if exponent is None or np.size(exponent) != 1:
+            raise _unsupported(node, "an exponent that is not one number")
+        return activation_spec("pow", float(np.ravel(exponent)[0]))
     return "gelu_tanh" if a.get("approximate", b"none") == b"tanh" else "gelu"

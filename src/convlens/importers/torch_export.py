@@ -31,10 +31,11 @@ ACTIVATIONS = {aten.relu.default: "relu", aten.relu_.default: "relu", aten.tanh.
                aten.sigmoid.default: "sigmoid", aten.sigmoid_.default: "sigmoid", aten.silu.default: "swish",
                aten.silu_.default: "swish", aten.selu.default: "selu", aten.mish.default: "mish",
                aten.hardswish.default: "hardswish", aten.hardswish_.default: "hardswish",
-               aten.hardsigmoid.default: "hardsigmoid", aten.relu6.default: "clip", aten.erf.default: "erf"}
+               aten.hardsigmoid.default: "hardsigmoid", aten.relu6.default: "clip", aten.erf.default: "erf",
+               aten.sqrt.default: "sqrt"}
 PARAMETRIC = {aten.hardtanh.default: "clip", aten.hardtanh_.default: "clip", aten.leaky_relu.default: "leaky_relu",
               aten.leaky_relu_.default: "leaky_relu", aten.elu.default: "elu", aten.gelu.default: "gelu",
-              aten.softplus.default: "softplus"}
+              aten.softplus.default: "softplus", aten.pow.Tensor_Scalar: "pow"}
 PASS_THROUGH = {aten.dropout.default, aten.dropout_.default, aten.clone.default, aten.contiguous.default,
                 aten.alias.default, aten.detach.default, aten.feature_dropout.default}
 FINAL = {aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default}
@@ -55,7 +56,7 @@ SUPPORTED = ("Conv2d (any padding, stride, dilation, groups)", "ConvTranspose2d"
              "permute between NCHW and NHWC", "* or + a parameter of one number per channel",
              "MaxPool2d/AvgPool2d (padding, ceil_mode)", "AdaptiveAvgPool2d(1)/AdaptiveMaxPool2d(1)", "ZeroPad2d",
              "Flatten", "view", "Dropout", "ReLU/ReLU6/Hardtanh/LeakyReLU/ELU/SELU/GELU/SiLU/Mish/Hardswish/"
-             "Hardsigmoid/Softplus/Tanh/Sigmoid/erf (modules or functions)", "+", "*", "+ - * / a number",
+             "Hardsigmoid/Softplus/Tanh/Sigmoid/erf/sqrt/pow to a number (modules or functions)", "+", "*", "+ - * / a number",
              "torch.cat on channels",
              "softmax or log_softmax at the end")
 
@@ -194,6 +195,8 @@ def _activation(node) -> str:
         return "gelu_tanh" if a["approximate"] == "tanh" else "gelu"
     if name == "softplus" and a["beta"] == 1 and a["threshold"] == 20:
         return "softplus"
+    if name == "pow":
+        return activation_spec("pow", a["exponent"])
     raise _unsupported(node, "with " + ", ".join(f"{k}={v}" for k, v in a.items() if isinstance(v, (int, float, str))))
 
 
