@@ -6,6 +6,7 @@ from rich.table import Table
 
 from ..errors import UserError
 from ..oip import OBJECTIVES, Ascent
+from ..oip.ascent import IMAGES
 from .flags import add_dataclass_flags, console, given, parse_indices, parse_names, print_written
 from .inspect import command
 
@@ -22,7 +23,7 @@ def add(sub) -> None:
     o.add_argument("--starts", type=int, default=1, help="OIPs per map from different noise starts, with their similarity")
     o.add_argument("--manifold", type=float, default=0.0,
                    help="with --logits: pull each OIP towards its class's mean test image with this weight")
-    add_dataclass_flags(o.add_argument_group("ascent options"), Ascent, "ascent.")
+    add_dataclass_flags(o.add_argument_group("ascent options"), Ascent, "ascent.", choices={"image": IMAGES})
 
 
 def run_oip(args) -> None:

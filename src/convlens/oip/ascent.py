@@ -1,4 +1,5 @@
-"""The optimisation loop of an OIP search: normalised gradient ascent on the pixels, in [0, 1].
+"""The optimisation loop of an OIP search: normalised gradient ascent on the pixels, in [0, 1], or Adam on
+a Fourier spectrum with decorrelated colour and transform robustness (Lucid's, spectral.py, transforms.py).
 
 Every batch element is its own search (the model is in eval mode, so elements never interact), and
 one backward pass gives every element's gradient at once.
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+from .spectral import LR, Spectral
+from .transforms import Jitter, robust
+
 
 @dataclass(frozen=True)
 class Ascent:
@@ -28,6 +33,9 @@ class Ascent:
     precursor_share: float = 0.5  # share of the steps spent at the precursor's resolution
     soft: float = 0.3  # soft ReLU gradients with this temperature for the first half of the steps; 0 for exact ones
     seed: int = 0  # seeds the noise starts and the jitter shifts: the same seed gives the same OIPs
+    image: str = "auto"  # pixels (from multi-scale noise), spectral (Lucid's Fourier, decorrelated colour, robust to jitter, scale and rotation) or auto: spectral for colour images of 64 px or more
+
+IMAGES = ("auto", "pixels", "spectral")
 
 
 @dataclass
@@ -71,17 +79,6 @@ def soft_relu_gradients(model, t: float):
 def _unit(g: torch.Tensor) -> torch.Tensor:
     """Return each element's gradient scaled to unit RMS, so every map moves at the same pace."""
     return g / (g.pow(2).mean(dim=tuple(range(1, g.dim())), keepdim=True).sqrt() + 1e-12)
-
-
-class Jitter:
-    """A transform: shift the image by up to `shift` pixels each step (Lucent's `jitter`), so no single pixel grid wins."""
-
-    def __init__(self, shift: int, generator: torch.Generator):
-        self.shift, self.generator = shift, generator
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        dy, dx = torch.randint(-self.shift, self.shift + 1, (2,), generator=self.generator).tolist()
-        return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -137,6 +134,16 @@ def _stages(a: Ascent, size: int) -> list[tuple[int, int]]:
     return [(a.precursor, coarse), (size, a.steps - coarse)]
 
 
+def image_style(ascent: Ascent, shape: tuple[int, ...]) -> str:
+    """How the images are made for inputs of `shape` (C, H, W): pixels suit small grey digits, whose nets see
+    strokes; the spectrum suits big colour nets, which answer raw pixel steps with grain and saturated stripes."""
+    if ascent.image not in IMAGES:
+        raise UserError(f"image '{ascent.image}' is not one of {', '.join(IMAGES)}")
+    if ascent.image != "auto":
+        return ascent.image
+    return "spectral" if shape[-3] == 3 and min(shape[-2:]) >= 64 else "pixels"
+
+
 def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch.Tensor | None = None) -> AscentResult:
     """Return the images reached by ascending `target` from `start` (B, C, H, W).
 
@@ -149,6 +156,8 @@ def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch
     The precursor stage optimises a coarse image that is upsampled before the model sees it. Coarse
     pixels move whole blobs, which is how patterns with large-scale structure are found quickly.
     """
+    if image_style(ascent, start.shape[1:]) == "spectral":
+        return ascend_spectrum(target, start, ascent)
     t0 = time.perf_counter()
     size = start.shape[-1]
     anchor = torch.zeros_like(start) if anchor is None else anchor
@@ -180,3 +189,29 @@ def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch
         final, pre_final = target(x)
     return AscentResult(images=x, start=start_value, final=final, pre_final=pre_final,
                         fired_from_start=start_value > 0, steps=step, seconds=time.perf_counter() - t0)
+
+
+def ascend_spectrum(target, start: torch.Tensor, ascent: Ascent = Ascent()) -> AscentResult:
+    """Return the images reached by Adam on the spectra of `start`, each step seen through Lucid's transforms;
+    the objective (or, while a map is silent, its pre-objective) as in ascend."""
+    t0 = time.perf_counter()
+    spectral = Spectral(tuple(start.shape[1:]))
+    transforms = robust(start.shape[-1], torch.Generator().manual_seed(ascent.seed))
+    parameters = spectral.parameters_of(start).requires_grad_(True)
+    optimiser = torch.optim.Adam([parameters], lr=LR)
+    with torch.no_grad():
+        start_value, _ = target(spectral.image(parameters))
+    for step in range(ascent.steps):
+        seen = spectral.image(parameters)
+        for transform in transforms:
+            seen = transform(seen)
+        with soft_relu_gradients(target.model, ascent.soft if step < ascent.steps // 2 else 0.0):
+            act, pre = target(seen)
+        optimiser.zero_grad()
+        (-torch.where(act > 0, act, pre).sum()).backward()
+        optimiser.step()
+    with torch.no_grad():
+        x = spectral.image(parameters)
+        final, pre_final = target(x)
+    return AscentResult(images=x.detach(), start=start_value, final=final, pre_final=pre_final,
+                        fired_from_start=start_value > 0, steps=ascent.steps, seconds=time.perf_counter() - t0)
