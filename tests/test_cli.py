@@ -34,6 +34,16 @@ def test_summary_json_has_the_articles_numbers():
     assert [layer["receptive_field"] for layer in out["layers"]][:5] == [3, 4, 8, 10, 18]
 
 
+def test_summary_draws_the_layer_graph(tmp_path):
+    done = convlens("summary", "--model", "simple", "--graph", str(tmp_path / "graph.png"))
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {tmp_path / 'graph.png'}" in " ".join(done.stdout.split())
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / "graph.png").size
+    assert height > 1.5 * width  # a chain: eight boxes, one below the other
+
+
 def test_data_info_prints_counts_and_class_balance(small_mnist, mnist):
     done = convlens("data", "info", small_mnist)
     assert done.returncode == 0, done.stderr

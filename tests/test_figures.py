@@ -171,3 +171,30 @@ def test_matched_pairs_wrap_into_rows_and_a_flat_oip_is_labelled():
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert notes == ["flat: the map\nnever fired"] * 2 and PAIRS_PER_ROW == 8
     assert_legible(fig)
+
+
+def test_the_layer_graph_shows_a_residual_nets_skips_and_joins():
+    """Each join sits below both layers it reads; an identity skip is an arc beside the boxes it passes."""
+    import sys
+    from pathlib import Path
+
+    from convlens.draw.graph_figure import graph_layout, layer_graph
+    from convlens.importers import import_module
+    from convlens.layers import layer_table
+
+    sys.path.insert(0, str(Path(__file__).parent / "importers"))
+    from nets import resnet18
+
+    table = layer_table(import_module(resnet18(10, width=8), (3, 32, 32)).model)
+    joins = [layer for layer in table if len(layer.inputs) == 2]
+    assert [j.name for j in joins] == [f"layer{s}_{b}" for s in range(1, 5) for b in range(2)]  # every block's sum
+    assert joins[0].inputs == ("layer1_0_conv2", "maxpool") and joins[2].inputs == ("layer2_0_conv2", "layer2_0_downsample_0")
+    places = graph_layout(table)
+    for layer in table:
+        assert all(places[i][1] < places[layer.name][1] for i in layer.inputs)
+    assert places["layer2_0_conv1"][0] != places["layer2_0_downsample_0"][0]  # the two branches side by side
+    fig = layer_graph(table)
+    arcs = [p for p in fig.axes[0].patches if p.get_connectionstyle().rad != 0]
+    assert len(arcs) == 5 + 3  # the identity skips of five blocks, and the downsample paths of three
+    assert sum(abs(a.get_connectionstyle().rad) > 0.5 for a in arcs) == 5  # in line: wide enough to clear the boxes
+    assert_legible(fig)

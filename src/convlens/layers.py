@@ -65,6 +65,7 @@ class Layer:
     params: int
     field: Field
     pre_activation: str | None  # module whose output is this layer's value before its activation; None if the same
+    inputs: tuple[str, ...] = ()  # the layers whose outputs it reads ("input": the image), as the forward pass ran
 
     @property
     def is_map(self) -> bool:
@@ -195,8 +196,9 @@ def build_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTab
     candidates = _candidates(model)
     names = {id(m): n for n, m in candidates.items()}
     rows: list[Layer] = []
-    state = {"field": Field(1, 1, 0)}
-    fields: dict[int, tuple[torch.Tensor, Field]] = {}  # id of a layer's output -> (the output, kept alive; its field)
+    state = {"field": Field(1, 1, 0), "last": "input", "inputs": ()}
+    # id of a layer's output -> (the output, kept alive; its field; the layer that made it)
+    fields: dict[int, tuple[torch.Tensor, Field, str]] = {}
 
     def field_of(value) -> Field:
         return fields[id(value)][1] if id(value) in fields else state["field"]
@@ -205,6 +207,8 @@ def build_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTab
         values = [v for v in inputs if isinstance(v, torch.Tensor)]
         if values:
             state["field"] = functools.reduce(Field.join, map(field_of, values))
+            # a value made outside any layer comes from the last layer that ran, as its field does
+            state["inputs"] = tuple(dict.fromkeys(fields[id(v)][2] if id(v) in fields else state["last"] for v in values))
 
     def on_window(module, _inputs, _output):
         state["field"] = state["field"].then(*window(module))
@@ -217,9 +221,11 @@ def build_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTab
             # since with same padding the nominal field reaches into the zero border.
             field = Field(min(field.size + (x_in.shape[-1] - 1) * field.jump, input_shape[-1]), 0, max(field.offset, 0))
             state["field"] = field
-        fields[id(output)] = (output, field)
+        fields[id(output)] = (output, field, name)
         rows.append(Layer(name, kind_of(name, module), _type_name(module), tuple(output.shape[1:]),
-                          sum(p.numel() for p in module.parameters()), field, _pre_activation(name, module)))
+                          sum(p.numel() for p in module.parameters()), field, _pre_activation(name, module),
+                          state["inputs"]))
+        state["last"] = name
 
     handles = [m.register_forward_pre_hook(on_layer_input) for m in candidates.values()]
     handles += [m.register_forward_hook(on_window) for m in model.modules() if window(m)]
@@ -229,7 +235,7 @@ def build_table(model: nn.Module, input_shape: tuple[int, int, int]) -> LayerTab
     try:
         device = next(model.parameters(), torch.zeros(())).device
         image = torch.zeros(1, *input_shape, device=device)
-        fields[id(image)] = (image, Field(1, 1, 0))
+        fields[id(image)] = (image, Field(1, 1, 0), "input")
         model(image)
     except RuntimeError as e:
         raise UserError(f"the model does not take inputs of shape {tuple(input_shape)}: {str(e).splitlines()[0]}") from None

@@ -33,6 +33,8 @@ def add(sub) -> None:
                          "comma-separated: 'conv*', 'block_1*,block_2*' (totals stay the whole model's)")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.add_argument("--plot", metavar="PNG", help="also draw parameters and receptive fields per layer here")
+    summary.add_argument("--graph", metavar="PNG", help="also draw the layer graph here: each layer with its output "
+                         "shape, parameters and receptive field, arrows from the layers it reads (branches and joins)")
     summary.set_defaults(handler=show_summary)
 
 
@@ -97,8 +99,11 @@ def show_summary(args) -> None:
         shown.add_row(*row)
     shown.add_row("total", "", "", f"{table.total_params:,}", "", "", style="bold")
     console.print(shown)
-    if args.plot:
-        from ..draw import figures
+    if args.plot or args.graph:
+        from ..draw import figures, graph_figure
 
-        console.print(f"wrote {figures.save(figures.architecture(table, spec), Path(args.plot))}")
+        drawn = [(args.plot, lambda: figures.architecture(table, spec)), (args.graph, lambda: graph_figure.layer_graph(table))]
+        for path, draw in drawn:
+            if path:
+                console.print(f"wrote {figures.save(draw(), Path(path))}")
 

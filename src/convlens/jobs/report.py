@@ -17,7 +17,7 @@ import torch
 
 from .. import runs
 from ..compare.runs_compare import PARTNER_R
-from ..draw import figures
+from ..draw import figures, graph_figure
 from ..draw import inspect_figures as views
 from ..draw.html import Section, render
 from ..inspection import filters
@@ -114,8 +114,10 @@ def _report(run_dir: Path, out, log) -> Path:
                                     "from earlier weights of this run; run that command again to redraw them."))
     for compare_dir, comparison in _comparisons(run_dir):
         sections.append(_compare_section(compare_dir, comparison, files))
-    sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees.",
+    sections.append(Section("Model", "model", "Layers, output shapes, parameters and the input square each unit sees, "
+                            "as a graph (arrows from the layers each reads: branches and joins) and as a table.",
                             folded=True)
+                    .figure(graph_figure.layer_graph(o.layers), "the layer graph", wide=True)
                     .table(["layer", "type", "output", "params", "receptive field", "jump"],
                            [[r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", r.field.size,
                              r.field.jump or "-"] for r in rows], numeric_from=3))
