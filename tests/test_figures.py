@@ -198,3 +198,11 @@ def test_the_layer_graph_shows_a_residual_nets_skips_and_joins():
     assert len(arcs) == 5 + 3  # the identity skips of five blocks, and the downsample paths of three
     assert sum(abs(a.get_connectionstyle().rad) > 0.5 for a in arcs) == 5  # in line: wide enough to clear the boxes
     assert_legible(fig)
+
+
+def test_depthwise_kernels_are_drawn_one_per_channel():
+    fig = views.first_kernels_figure(torch.randn(48, 1, 3, 3), "block_1_depthwise", depthwise=True)
+    assert fig.axes[0].get_title() == ("block_1_depthwise: 48 depthwise kernels, one per channel, of 3x3 "
+                                       "(red > 0, blue < 0, one scale)")
+    assert [t.get_text() for t in fig.axes[0].texts] == [str(k) for k in range(48)]
+    assert_legible(fig)

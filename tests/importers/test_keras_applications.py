@@ -95,3 +95,6 @@ def test_an_imported_application_answers_maps_top_and_summary(colour_digits, tmp
     top = json.loads((run / "top" / "top_block_4_add.json").read_text())
     # The union of both branches' fields: block_4_project's 43 pixels cover the skip's (block_3_project's 27).
     assert top["receptive_field"] == {"size": 43, "jump": 8, "offset": -19}
+    main(["kernels", str(run), "--layer", "block_1_depthwise"])
+    kernels = json.loads((run / "kernels" / "kernels_block_1_depthwise.json").read_text())
+    assert kernels["shape"] == [48, 1, 3, 3] and kernels["depthwise"]  # one kernel per channel, each drawn

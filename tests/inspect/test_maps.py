@@ -130,3 +130,17 @@ def test_nearest_centroid_on_separable_features():
     y = torch.tensor([0, 0, 1, 1])
     assert nearest_centroid_accuracy(train, y, test, torch.tensor([0, 1]), 2) == 1.0
     assert nearest_centroid_accuracy(train, y, test, torch.tensor([1, 0]), 2) == 0.0
+
+
+def test_a_transposed_convs_kernels_read_as_a_convs():
+    """conv_weight gives a transposed conv's kernels as (out, in / groups, kh, kw): at stride 1, the transposed
+    conv is the conv of the zero-padded input with those kernels flipped."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(8, 6, 3, groups=2, bias=False))
+    weight, _ = conv_weight(model, "0")
+    assert weight.shape == (6, 4, 3, 3)
+    x = torch.randn(2, 8, 7, 7)
+    expected = F.conv2d(F.pad(x, [2] * 4), weight.flip(2, 3), groups=2)
+    assert torch.allclose(model(x), expected, atol=1e-5)

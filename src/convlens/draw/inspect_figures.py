@@ -189,9 +189,9 @@ def maps_across_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, cho
     return fig
 
 
-def first_kernels_figure(weight: torch.Tensor, layer: str) -> Figure:
-    """Return every kernel of a conv layer on the image as a small picture: grey kernels red positive, blue
-    negative; colour kernels in colour, grey meaning zero."""
+def first_kernels_figure(weight: torch.Tensor, layer: str, depthwise: bool = False) -> Figure:
+    """Return every kernel of a conv layer on the image (or of a depthwise conv, one per channel) as a small
+    picture: grey kernels red positive, blue negative; colour kernels in colour, grey meaning zero."""
     o, c, kh, kw = weight.shape
     rows, cols = _grid_shape(o)
     canvas, corners = mosaic(weight, cols)
@@ -201,7 +201,8 @@ def first_kernels_figure(weight: torch.Tensor, layer: str) -> Figure:
     for i, (top, left) in enumerate(corners):
         ax.text(left - 0.45, top - 0.45, str(i), fontsize=7, va="top")
     what = "red > 0, blue < 0" if c == 1 else "RGB, grey = 0"
-    ax.set_title(f"{layer}: {o} kernels of {kh}x{kw} ({what}, one scale)")
+    kind = "depthwise kernels, one per channel," if depthwise else "kernels"
+    ax.set_title(f"{layer}: {o} {kind} of {kh}x{kw} ({what}, one scale)")
     fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     return fig

@@ -25,10 +25,14 @@ CLASSIC_KERNELS: dict[str, list[list[float]]] = {
 def conv_weight(model: nn.Module, layer: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Return (weight (out, in, kh, kw), bias) of a conv layer, given the block or the Conv2d name."""
     module = layer_module(model, layer)
-    conv = module if isinstance(module, nn.Conv2d) else getattr(module, "conv", None)
-    if not isinstance(conv, nn.Conv2d):
+    kinds = (nn.Conv2d, nn.ConvTranspose2d)
+    conv = module if isinstance(module, kinds) else getattr(module, "conv", None)
+    if not isinstance(conv, kinds):
         raise UserError(f"layer '{layer}' is not a convolution; kernels exist only for conv layers")
-    return conv.weight.detach().cpu(), None if conv.bias is None else conv.bias.detach().cpu()
+    weight = conv.weight.detach().cpu()
+    if isinstance(conv, nn.ConvTranspose2d):  # kept (in, out / groups, kh, kw): each output's kernels, as a conv's
+        weight = weight.unflatten(0, (conv.groups, -1)).transpose(1, 2).flatten(0, 1)
+    return weight, None if conv.bias is None else conv.bias.detach().cpu()
 
 
 def kernel_norms(weight: torch.Tensor) -> torch.Tensor:
