@@ -42,7 +42,7 @@ CONSTANT_FOLDS = {"Transpose": lambda x, perm=None: np.transpose(x, perm), "Iden
 NCHW_ONLY = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization", "InstanceNormalization",
              "Resize", "GlobalAveragePool", "GlobalMaxPool")
 SUPPORTED = ("Conv (stride, dilation, groups, any padding)", "ConvTranspose", "BatchNormalization",
-             "InstanceNormalization", "LayerNormalization over the channels", "Gemm", "MatMul (also on channels-last maps)",
+             "InstanceNormalization (also between the Reshapes that spell GroupNorm)", "LayerNormalization over the channels", "Gemm", "MatMul (also on channels-last maps)",
              "MaxPool/AveragePool (padding, ceil_mode, TensorFlow's 'same')", "GlobalAveragePool/GlobalMaxPool",
              "ReduceMean/ReduceMax over H and W", "Resize (nearest, bilinear) by whole factors", "Pad with zeros",
              "Relu", "PRelu", "Clip", "LeakyRelu", "Elu", "Selu", "Gelu", "HardSigmoid", "HardSwish", "Mish",
@@ -85,7 +85,7 @@ def _static_shapes(model) -> dict[str, tuple]:
     import onnx
 
     try:
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph  # data_prop: Reshape(x, Shape(y))
     except Exception:  # inference is a help, not a check: a graph it cannot follow still converts where it can
         inferred = model.graph
     shapes = {}
@@ -196,6 +196,8 @@ class _Converter:
             if indices is not None and indices.ndim == 4 and np.array_equal(np.ravel(indices), np.arange(indices.size)):
                 return Value(value.name, 4, value.layout)
             raise _unsupported(node, "a gather that does not put each value back in its place")
+        if op == "Reshape" and (grouped := self._grouped(node, value)) is not None:
+            return grouped
         if op == "Reshape" and value.rank == 4:
             before, after = self.shapes.get(node.input[0]), self._target(node)
             if before and after and None not in before[1:] and tuple(before[1:]) == tuple(after[1:]):
@@ -205,6 +207,19 @@ class _Converter:
                 flipped = "nhwc" if value.layout == "nchw" else "nchw"  # one channel, or 1x1: the same memory either way
                 return Value(value.name, 4, flipped)
         return None
+
+    def _grouped(self, node, value: Value) -> Value | None:
+        """How exporters spell GroupNorm: maps reshaped to (N, groups, -1), an InstanceNormalization of those,
+        reshaped back, then a Mul and Add per channel. The reshapes relabel; the norm becomes a groupnorm."""
+        if value.rank == 3 and value.layout == "normed":
+            return Value(value.name, 4, "nchw")  # back to the maps it was made from
+        before, after = self.shapes.get(node.input[0]), self._target(node)
+        if value.rank != 4 or value.layout != "nchw" or not before or not after or len(after) != 3:
+            return None
+        channels, groups = before[1], after[1]
+        if not channels or not groups or channels % groups:
+            return None
+        return Value(value.name, 3, f"groups:{channels}")
 
     def _target(self, node) -> tuple | None:
         """A Reshape's target shape: the constant it is given, else what shape inference found."""
@@ -255,6 +270,12 @@ class _Converter:
                 tensors[f"{name}.{key}"] = c[node.input[index]]
             return [{"op": "batchnorm", "features": int(len(tensors[f"{name}.running_mean"])),
                      "eps": float(a.get("epsilon", 1e-5)), "dims": 2 if rank == 4 else 1}], (rank, layout)
+        if op == "InstanceNormalization" and rank == 3 and (layout or "").startswith("groups:"):
+            channels, weight, bias = int(layout.split(":")[1]), c[node.input[1]], c[node.input[2]]
+            tensors[f"{name}.weight"] = np.repeat(weight, channels // len(weight))  # each group's to its channels
+            tensors[f"{name}.bias"] = np.repeat(bias, channels // len(bias))
+            return [{"op": "groupnorm", "groups": len(weight), "features": channels,
+                     "eps": float(a.get("epsilon", 1e-5))}], (3, "normed")
         if op == "InstanceNormalization" and rank == 4:
             tensors[f"{name}.weight"], tensors[f"{name}.bias"] = c[node.input[1]], c[node.input[2]]
             features = len(tensors[f"{name}.weight"])
