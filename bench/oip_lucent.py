@@ -81,7 +81,8 @@ def main() -> None:
         for m in maps:
             np.random.seed(m)
             torch.manual_seed(m)
-            out = render.render_vis(model, f"{args.layer}:{m}", lambda: param.image(args.side, fft=True, decorrelate=True),
+            image = lambda: param.image(args.side, fft=True, decorrelate=True)  # noqa: E731
+            out = render.render_vis(model, f"{args.layer}:{m}", image,
                                     thresholds=(args.steps,), preprocess=False, progress=False, show_image=False,
                                     fixed_image_size=args.side)
             images.append(torch.from_numpy(out[-1][0]).permute(2, 0, 1))

@@ -102,7 +102,8 @@ def show_summary(args) -> None:
     if args.plot or args.graph:
         from ..draw import figures, graph_figure
 
-        drawn = [(args.plot, lambda: figures.architecture(table, spec)), (args.graph, lambda: graph_figure.layer_graph(table))]
+        drawn = [(args.plot, lambda: figures.architecture(table, spec)),
+                 (args.graph, lambda: graph_figure.layer_graph(table))]
         for path, draw in drawn:
             if path:
                 console.print(f"wrote {figures.save(draw(), Path(path))}")

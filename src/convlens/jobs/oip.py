@@ -17,6 +17,7 @@ from ..draw.oip_figures import oip_gallery_figure, oip_starts_figure
 from ..errors import UserError
 from ..oip import OBJECTIVES, Ascent, OIPs, best_test_activation, class_oips, dead_reason, layer_oips
 from ..oip.search import checked_maps
+from ..progress import track
 from ..runs import Run, oip_tensors, read_json, save_tensors, write_json
 from . import Result, open_run, writes_into_run
 
@@ -37,7 +38,8 @@ def layer_oip(run: Run | str | Path, layers: list[str] | None = None, maps: list
     for layer in layers:  # every layer and map checked before the first search starts
         checked_maps(run.layers, layer, maps)
     for layer in layers:
-        oips = layer_oips(run.model, layer, maps, objective, starts=starts, ascent=ascent, seed=ascent.seed)
+        oips = layer_oips(run.model, layer, maps, objective, starts=starts, ascent=ascent, seed=ascent.seed,
+                          each_batch=lambda batches, layer=layer: track(batches, f"{layer}: OIPs, batch by batch"))
         log(f"{layer}: {len(oips.index)} maps in {oips.seconds:.2f} s")
         found.append((oips, None))
     return _write(run, found, objective, starts, 0.0, ascent, out)

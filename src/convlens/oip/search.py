@@ -110,8 +110,9 @@ def checked_maps(table: LayerTable, layer: str, maps: list[int] | None) -> list[
 
 def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, objective: str = "mean",
                starts: int = 1, ascent: Ascent = Ascent(), seed: int = 0,
-               input_shape: tuple[int, int, int] | None = None) -> OIPs:
-    """Return the OIPs of a conv layer's maps (default: all), found in one batched search.
+               input_shape: tuple[int, int, int] | None = None, each_batch=iter) -> OIPs:
+    """Return the OIPs of a conv layer's maps (default: all), found in one batched search (or several, where
+    one would hold too much memory; `each_batch` wraps their list, as a progress bar does).
 
     input_shape (C, H, W) is needed only for a model that does not record its own.
     """
@@ -121,7 +122,7 @@ def layer_oips(model: nn.Module, layer: str, maps: list[int] | None = None, obje
     size = _batch_size(table, layer, len(searched))
     with _frozen(model):
         parts = [ascend(LayerTarget(model, table, layer, searched[k:k + size], objective), images[k:k + size], ascent)
-                 for k in range(0, len(searched), size)]
+                 for k in each_batch(range(0, len(searched), size))]
     return _collect(layer, objective, maps, _joined(parts), starts)
 
 
