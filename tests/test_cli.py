@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from importlib.metadata import version
 
 import numpy as np
 import pytest
@@ -32,6 +33,12 @@ def test_summary_json_has_the_articles_numbers():
     out = json.loads(done.stdout)
     assert out["total_params"] == 104202
     assert [layer["receptive_field"] for layer in out["layers"]][:5] == [3, 4, 8, 10, 18]
+
+
+def test_version_answers_without_loading_torch():
+    done = subprocess.run([sys.executable, "-c", "import sys; from convlens.cli import main; main(['--version']); "
+                           "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[:2] == [f"convlens {version('convlens')}", "False"], done.stderr
 
 
 def test_summary_draws_the_layer_graph(tmp_path):

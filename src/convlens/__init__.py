@@ -6,21 +6,16 @@ explain, compare, sweep, ...) are what the CLI and the web page call too.
 
 import importlib
 
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .data import Dataset, load_dataset
-from .errors import UserError
-from .inspection.hooks import capture
-from .inspection.maps import class_patterns, feature_maps, top_activations
-from .inspection.probe import probe
-from .layers import Layer, LayerTable, layer_table
-from .models import PRESETS, build_model
-from .oip import Ascent, OIPs, class_oips, layer_oips
-from .runs import Run, load_run
-from .training import TrainResult, evaluate, predict, train
-
-# Captum, scipy and matplotlib take over a second to import; these names load their module on
-# first use, so a command that never draws, explains or compares never pays for them.
-_LAZY = {"compare_models": "compare", "linear_cka": "compare", "permute_maps": "compare",
+# Every name loads its module on first use: `import convlens` (and so `convlens --version`) costs no torch,
+# and a command that never draws, explains or compares never pays for matplotlib, Captum or scipy.
+_LAZY = {"DataConfig": "config", "ModelConfig": "config", "RunConfig": "config", "TrainConfig": "config",
+         "Dataset": "data", "load_dataset": "data", "UserError": "errors", "capture": "inspection.hooks",
+         "class_patterns": "inspection.maps", "feature_maps": "inspection.maps", "top_activations": "inspection.maps",
+         "probe": "inspection.probe", "Layer": "layers", "LayerTable": "layers", "layer_table": "layers",
+         "PRESETS": "models", "build_model": "models", "Ascent": "oip", "OIPs": "oip", "class_oips": "oip",
+         "layer_oips": "oip", "Run": "runs", "load_run": "runs", "TrainResult": "training", "evaluate": "training",
+         "predict": "training", "train": "training",
+         "compare_models": "compare", "linear_cka": "compare", "permute_maps": "compare",
          "attribute": "explain", "cascading_randomisation": "explain",
          "train_run": "jobs.train", "evaluate_run": "jobs.train", "sweep": "jobs.sweep",
          "maps": "jobs.maps", "kernels": "jobs.kernels", "patterns": "jobs.patterns", "top": "jobs.top",
@@ -36,9 +31,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'convlens' has no attribute {name!r}")
 
 
-__all__ = [
-    "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "Dataset", "load_dataset", "UserError",
-    "PRESETS", "build_model", "Layer", "LayerTable", "layer_table", "Run", "load_run", "TrainResult", "evaluate",
-    "predict", "train", "capture", "class_patterns", "feature_maps", "top_activations", "probe", "Ascent", "OIPs",
-    "class_oips", "layer_oips", *_LAZY,
-]
+__all__ = list(_LAZY)

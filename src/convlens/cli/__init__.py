@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from ..errors import UserError
-from . import compare, data, explain, imports, inspect, oip, serve, train
 from .flags import Parser
 
-GROUPS = (data, train, imports, inspect, oip, explain, compare, serve)
+GROUPS = ("data", "train", "imports", "inspect", "oip", "explain", "compare", "serve")  # modules of this package
 # One command line per command, shown at the end of its --help: the quickest way to learn it.
 EXAMPLES = {
     "data": "convlens data fetch all",
@@ -45,16 +45,29 @@ EXAMPLES = {
 def build_parser() -> Parser:
     p = Parser(prog="convlens", description="Train small CNNs on MNIST-like data fast, then look inside them.")
     p.example = "convlens train --model simple --out runs/simple-mnist && convlens serve runs/simple-mnist"
+    p.add_argument("--version", action="version", version=f"convlens {version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in GROUPS:
-        group.add(sub)
+        importlib.import_module(f".{group}", __name__).add(sub)
     for name, command in sub.choices.items():
         command.example = EXAMPLES[name]
     return p
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("convlens")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:  # answered before the commands' modules (and torch) load
+        print(f"convlens {version()}")
+        return
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the command's own parser names them, with its flags to suggest from
