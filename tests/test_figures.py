@@ -206,3 +206,14 @@ def test_depthwise_kernels_are_drawn_one_per_channel():
                                        "(red > 0, blue < 0, one scale)")
     assert [t.get_text() for t in fig.axes[0].texts] == [str(k) for k in range(48)]
     assert_legible(fig)
+
+
+def test_a_big_layers_maps_stay_a_screen_wide_with_a_pixel_per_map_pixel():
+    """64 maps of 112x112 (ResNet50's first conv) were drawn 41 inches wide, a 4,500-pixel PNG taking seconds."""
+    from convlens.draw import MOSAIC_INCHES, SAVE_DPI
+
+    fig = views.feature_map_figure(torch.rand(1, 3, 224, 224), torch.rand(1, 64, 112, 112), "conv1", ["#0"])
+    mosaic_axes = fig.axes[1]
+    width_pixels = mosaic_axes.get_window_extent().width * SAVE_DPI / fig.dpi
+    assert fig.get_size_inches()[0] <= MOSAIC_INCHES + 0.1 and width_pixels >= 8 * 113  # every map pixel kept
+    assert_legible(fig)

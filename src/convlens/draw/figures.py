@@ -16,10 +16,11 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..runs import atomic_write  # noqa: E402
+from . import SAVE_DPI  # noqa: E402
 from .inspect_figures import _show_mosaic, mosaic  # noqa: E402
 
 
-def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
+def save(fig: Figure, path: Path, dpi: int = SAVE_DPI) -> Path:
     """Write a figure as PNG atomically, close it, and return the path."""
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
     plt.close(fig)

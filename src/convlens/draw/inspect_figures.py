@@ -14,7 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-
+from . import MOSAIC_INCHES, SAVE_DPI
 
 MAX_TICKS = 32  # map numbers per side of a mosaic; a denser axis labels every k-th row or column
 
@@ -107,7 +107,10 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
     """
     b, c, h, w = maps.shape
     rows, cols = _grid_shape(c)
-    width = max(2.6, cols * (w + 1) * 0.045)
+    # About 5 screen pixels per map pixel for small maps; a big layer's mosaic (64 maps of 112x112) stays
+    # within MOSAIC_INCHES at one pixel per map pixel or more: 40-inch PNGs took seconds each to encode.
+    pixel = max(min(0.045, MOSAIC_INCHES / (cols * (w + 1))), 1 / SAVE_DPI)
+    width = max(2.6, cols * (w + 1) * pixel)
     fig, axes = plt.subplots(2, b, figsize=(width * b, width * rows * (h + 1) / (cols * (w + 1)) + 2.2),
                              height_ratios=[1, 3.2], squeeze=False)
     vmin, vmax = (maps.min().item(), maps.max().item()) if scale == "layer" else (0.0, 1.0)
@@ -121,7 +124,7 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
         number_tiles(axes[1, j], c, cols, h, w)
     fig.suptitle(f"{layer}: {c} maps of {h}x{w} (colour scale: per {scale}; map number = row's + column's)",
                  fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))  # the suptitle's line kept clear
     return fig
 
 
