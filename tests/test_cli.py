@@ -35,6 +35,12 @@ def test_summary_json_has_the_articles_numbers():
     assert [layer["receptive_field"] for layer in out["layers"]][:5] == [3, 4, 8, 10, 18]
 
 
+def test_a_mistyped_model_is_named_before_anything_is_written(tmp_path):
+    done = convlens("train", "--model", "simpel", "--out", str(tmp_path / "run"))
+    assert done.returncode == 2 and "unknown model 'simpel'; did you mean 'simple'?" in done.stderr
+    assert "training" not in done.stdout and not (tmp_path / "run").exists()
+
+
 def test_version_answers_without_loading_torch():
     done = subprocess.run([sys.executable, "-c", "import sys; from convlens.cli import main; main(['--version']); "
                            "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=60)

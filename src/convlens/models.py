@@ -13,6 +13,8 @@ describes it from then on.
 
 from __future__ import annotations
 
+import difflib
+
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -111,7 +113,9 @@ class _FlattenKeepingLayout(torch.autograd.Function):
 def resolve_spec(model: str) -> str:
     """Return the layer spec of a preset name, or the spec itself."""
     if model not in PRESETS and "-" not in model:
-        raise UserError(f"unknown model '{model}'; use a preset ({', '.join(PRESETS)}) or a layer spec: {SPEC_HELP}")
+        close = difflib.get_close_matches(model, PRESETS, n=1, cutoff=0.8)  # simpel: simple; resnet50 is no lenet5
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"unknown model '{model}'; {hint}use a preset ({', '.join(PRESETS)}) or a layer spec: {SPEC_HELP}")
     return PRESETS.get(model, model)
 
 

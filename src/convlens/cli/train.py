@@ -110,7 +110,13 @@ def run_train(args) -> None:
     else:
         config, _ = config_from_args(args)
         out = Path(args.out) if args.out else _default_out(config)
-    load_dataset(config.data.dataset)  # a missing data set is the first thing said, not after "training ... into"
+    # A missing data set or a mistyped model is the first thing said, not after "training ... into", and
+    # leaves no run folder behind.
+    data = load_dataset(config.data.dataset)
+    if not args.resume:
+        from ..models import plan_spec, resolve_spec
+
+        plan_spec(resolve_spec(config.model.model), data.num_classes, data.image_shape)
     console.print(f"training [bold]{config.model.model}[/] on {config.data.dataset} into {out}")
     try:
         metrics = train_run(config, out, resume=bool(args.resume))
