@@ -10,6 +10,8 @@ import io
 import json
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -266,3 +268,16 @@ def test_metrics_holding_nan_are_a_400_naming_the_file_not_a_500(server):
     finally:
         metrics.unlink()
     assert status == 400 and b"metrics.json is not what convlens wrote: at test_accuracy" in body
+
+
+def test_a_port_in_use_is_one_line_before_any_serving_is_announced(trained_run):
+    held = socket.create_server(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    try:
+        done = subprocess.run([sys.executable, "-m", "convlens", "serve", str(trained_run), "--port", str(port)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        held.close()
+    assert done.returncode == 2 and "serving" not in done.stdout
+    assert done.stderr.strip().splitlines() == [f"convlens serve: error: port {port} on 127.0.0.1 is in use "
+                                                "(another convlens serve?); give another --port"]

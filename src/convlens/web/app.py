@@ -297,7 +297,7 @@ def resolve_folder(path: Path) -> tuple[Path, str | None]:
 
 def serve(path: Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = MAX_BATCH, log=print) -> None:
     """Serve the live page for a run (and its sibling runs) until interrupted."""
-    from .server import run
+    from .server import listening_socket, run
 
     if not 0 < port < 65536:
         raise UserError(f"port {port} must be between 1 and 65535")
@@ -307,7 +307,8 @@ def serve(path: Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int 
     loopback = host in ("127.0.0.1", "localhost", "::1")
     hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else ["*"]
     app = create_app(folder, first, allowed_hosts=hosts, max_batch=max_batch)
+    listener = listening_socket(host, port)  # before "serving ...": a port in use is said instead
     log(f"serving the runs in {folder} at http://{'127.0.0.1' if loopback else host}:{port}/  (Ctrl-C stops)")
     if not loopback:
         log(f"[yellow]listening on {host} makes the page reachable from other machines; it has no login[/]")
-    run(app, host, port)
+    run(app, listener)

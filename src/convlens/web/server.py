@@ -13,13 +13,17 @@ descriptor limit is raised to its hard limit.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
 import logging
 import resource
+import socket
 import sys
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..errors import UserError
 
 HEADER_SECONDS = 10.0  # from a connection (or the first byte of a request) to the end of its headers
 BODY_SECONDS = 30.0  # to receive a whole request body: 2 MB at 70 KB/s
@@ -113,12 +117,24 @@ def raise_descriptor_limit() -> int:
     return soft
 
 
-def run(app, host: str, port: int) -> None:
-    """Serve the app until interrupted, with the deadlines and limits above."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Return a socket bound to (host, port) and listening; a port in use is one line, said before any other."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    except OSError as e:
+        in_use = e.errno == errno.EADDRINUSE
+        why = "is in use (another convlens serve?); give another --port" if in_use else f"cannot be opened ({e.strerror})"
+        raise UserError(f"port {port} on {host} {why}") from None
+
+
+def run(app, listener: socket.socket) -> None:
+    """Serve the app on a listening socket until interrupted, with the deadlines and limits above."""
     import uvicorn
 
     raise_descriptor_limit()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)  # this process serves and does nothing else
     # No proxy stands in front of a local page: proxy_headers off skips a middleware on every request.
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=DeadlineProtocol,
-                timeout_keep_alive=IDLE_SECONDS, proxy_headers=False)
+    config = uvicorn.Config(app, log_level="warning", http=DeadlineProtocol, timeout_keep_alive=IDLE_SECONDS,
+                            proxy_headers=False)
+    uvicorn.Server(config).run(sockets=[listener])
