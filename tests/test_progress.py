@@ -56,3 +56,27 @@ def test_a_loop_inside_a_tracked_loop_adds_its_line_under_the_outer_bar(monkeypa
     text = screen.getvalue()
     assert "probing layers" in text and "conv1 maps" in text and "conv2 maps" in text
     assert progress._live is None  # the bar is gone with the outer loop; the next command starts a fresh one
+
+
+def test_off_a_terminal_training_writes_its_epoch_lines_and_no_bar(monkeypatch):
+    """A redirected `train` ended with a cut frame of the bar ('epoch 5/5 ━━ 43… loss 0.0577 … 0:0…')."""
+    import torch
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=False, width=150))
+    entry = {"epoch": 1, "train_loss": 0.25, "train_accuracy": 0.5, "val_accuracy": None, "lr": 0.1, "seconds": 1.0}
+    with progress.EpochProgress(1, 2) as bar:
+        bar.step(0, torch.tensor(0.5), torch.tensor(1), 2, 0.1)
+        bar.end_epoch(entry)
+    assert screen.getvalue() == "epoch 1/1  train_loss 0.2500  train_acc 0.5000  lr 1.00e-01  1.0s\n"
+
+
+def test_the_bar_shows_the_epochs_running_means_as_its_epoch_line_will(monkeypatch):
+    import torch
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=150, color_system=None))
+    with progress.EpochProgress(1, 2) as bar:
+        bar.step(0, torch.tensor(0.6), torch.tensor(2), 4, 0.1)  # a sum of 0.6 over 4 images: a mean of 0.15
+        bar.progress.refresh()
+        assert "loss 0.1500  acc 0.5000" in screen.getvalue()

@@ -11,12 +11,18 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 class EpochProgress:
-    """Shows training progress when enabled; a silent no-op otherwise (tests, the Python API)."""
+    """Training's progress: one line per epoch, and on a terminal a bar over all steps that goes when done.
+
+    Off a terminal (output redirected to a file) there is no bar, so no frames of one end up in the file;
+    the bar's loss and accuracy are the epoch's running means, the numbers its epoch line ends with.
+    Disabled, it is a silent no-op (tests, the Python API).
+    """
 
     def __init__(self, epochs: int, steps_per_epoch: int, start_epoch: int = 0, enabled: bool = True, label: str = ""):
         self.enabled, self.epochs = enabled, epochs
         self.label = f"{label}  " if label else ""  # the run's name: several runs in one terminal stay apart
-        if not enabled:
+        self.live = enabled and console.is_terminal
+        if not self.live:
             return
         self.progress = Progress(
             TextColumn(f"[bold]{self.label}epoch {{task.fields[epoch]}}/{{task.fields[epochs]}}"),
@@ -26,6 +32,7 @@ class EpochProgress:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
+            transient=True,
         )
         self.task = self.progress.add_task(
             "train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
@@ -33,25 +40,25 @@ class EpochProgress:
         )
 
     def __enter__(self):
-        if self.enabled:
+        if self.live:
             self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self.live:
             self.progress.stop()
 
-    def step(self, epoch: int, loss, correct, seen: int, lr: float) -> None:
-        """Advance one step; loss and correct are tensors, read (a device sync) only when shown."""
-        if self.enabled:
-            acc = correct.item() / seen
-            self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss.item(), acc=acc, lr=lr)
+    def step(self, epoch: int, loss_sum, correct, seen: int, lr: float) -> None:
+        """Advance one step; loss_sum and correct (this epoch's so far) are tensors, read (a device sync) only when shown."""
+        if self.live:
+            self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss_sum.item() / seen,
+                                 acc=correct.item() / seen, lr=lr)
 
     def end_epoch(self, entry: dict) -> None:
         if not self.enabled:
             return
         val = f"  val_acc {entry['val_accuracy']:.4f}" if entry.get("val_accuracy") is not None else ""
-        self.progress.console.print(
+        console.print(
             f"{self.label}epoch {entry['epoch']}/{self.epochs}  train_loss {entry['train_loss']:.4f}  "
             f"train_acc {entry['train_accuracy']:.4f}{val}  lr {entry['lr']:.2e}  {entry['seconds']:.1f}s"
         )

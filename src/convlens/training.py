@@ -147,7 +147,7 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
                     optimizer.step()
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
-                bar.step(epoch, loss, correct, min((step + 1) * batch_size, len(order)), lr)
+                bar.step(epoch, loss_sum, correct, min((step + 1) * batch_size, len(order)), lr)
             loss_sum, correct = distributed.all_sum(loss_sum, world), distributed.all_sum(correct, world)
             entry = {
                 "epoch": epoch + 1,
