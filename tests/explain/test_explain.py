@@ -82,6 +82,8 @@ def test_explain_command_writes_figure_and_numbers(trained_run, tmp_path):
     ig = next(iter(report["towards"].values()))["ig"]
     assert ig["relative_delta"] < 0.05 and ig["sum"] == pytest.approx(ig["completeness_gap"], rel=0.05)
     assert set(report["sanity"]["rank_correlation"]) == {"saliency", "ig", "gradcam"}
+    for method, rho in report["sanity"]["rank_correlation"].items():  # the verdict reads the whole cascade
+        assert report["sanity"]["verdicts"][method].startswith("changes" if min(rho) <= 0.5 else "barely")
     assert (tmp_path / "explain_3.png").stat().st_size > 5000 and (tmp_path / "sanity_3.png").is_file()
 
 
@@ -113,3 +115,13 @@ def test_explain_bad_input_is_one_clear_error(trained_run, tmp_path, capsys, arg
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_sanity_verdict_reads_the_whole_cascade_not_its_last_step():
+    """Grad-CAM's rho fell to -0.21 on the way and ended at 0.60: it was judged 'barely depends' on the last."""
+    from convlens.explain.sanity import verdict
+
+    judged = verdict([0.9, -0.21, 0.6], ["logits", "conv3", "conv2"])
+    assert judged.startswith("changes with the weights: rho falls to -0.21 (randomised down to conv3), 0.60")
+    assert verdict([0.95, 0.9, 0.85], ["logits", "conv3", "conv2"]).startswith(
+        "barely depends on the weights: rho stays at 0.85 or more")

@@ -88,7 +88,8 @@ def sanity_figure(image: torch.Tensor, result: dict) -> Figure:
             if not maps[0].abs().max() > 0:  # a black panel is a zero map, not a failure to draw
                 axes[r, c].text(0.5, 0.5, "all zero", color="white", fontsize=8, ha="center", va="center",
                                 transform=axes[r, c].transAxes)
-            title = "trained" if c == 0 else f"to {layers[c - 1]}\nrho={result['methods'][m][c - 1]:.2f}"
+            title = (f"{TITLES[m]}, trained:\n{result['verdicts'][m].split(':')[0]}" if c == 0
+                     else f"to {layers[c - 1]}\nrho={result['methods'][m][c - 1]:.2f}")
             axes[r, c].set_title(title, fontsize=7)
         axes[r, 0].set_ylabel(TITLES[m], fontsize=7)
     fig.suptitle("sanity check: |map| as layers are randomised from the top (rho: rank correlation with trained)",

@@ -16,6 +16,8 @@ from ..inspection.hooks import layer_module
 from ..layers import layer_table
 from .methods import attribute
 
+PASSES_BELOW = 0.5  # a map whose rank correlation with the trained one falls this low somewhere depends on the weights
+
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Return Spearman's rank correlation per image between maps a and b (B, H, W), ties sharing their mean rank.
@@ -40,6 +42,7 @@ def cascading_randomisation(model: nn.Module, x: torch.Tensor, target: torch.Ten
 
     Stage k has the top k weighted layers re-initialised (cumulatively, as in the paper); values are
     means over the images. Absolute values are compared because a sign flip is still the same evidence.
+    "verdicts" says, per method, what its whole cascade shows (see `verdict`).
     """
     layers = weighted_layers(model, tuple(x.shape[1:]))
     original = {m: attribute(model, x, target, m, **options).maps.abs() for m in methods}
@@ -54,4 +57,17 @@ def cascading_randomisation(model: nn.Module, x: torch.Tensor, target: torch.Ten
             maps = attribute(randomised, x, target, m, **options).maps.abs()
             result["methods"][m].append(rank_correlation(original[m], maps).mean().item())
             result["maps"][m].append(maps)
+    result["verdicts"] = {m: verdict(result["methods"][m], layers) for m in methods}
     return result
+
+
+def verdict(correlations: list[float], layers: list[str]) -> str:
+    """Return what a method's cascade says, judged on its lowest rho, as Adebayo et al. read the whole curve:
+    a map that decorrelates at some stage depends on those weights, even if later stages drift back."""
+    low = min(range(len(correlations)), key=correlations.__getitem__)
+    lowest, last = correlations[low], correlations[-1]
+    if lowest <= PASSES_BELOW:
+        return (f"changes with the weights: rho falls to {lowest:.2f} (randomised down to {layers[low]}), "
+                f"{last:.2f} with all layers random; it depends on what the model learned")
+    return (f"barely depends on the weights: rho stays at {lowest:.2f} or more through the cascade ({last:.2f} with "
+            "all layers random); it shows the input as much as the model")

@@ -66,13 +66,6 @@ def explain(run: Run | str | Path, index: int, methods: list[str] | None = None,
         result = cascading_randomisation(run.model, x, torch.tensor([predicted]), methods, **options)
         written.append(figures.save(views.sanity_figure(grey, result), folder / f"sanity_{index}.png"))
         report["sanity"] = {"randomised_from_top": result["layers"], "rank_correlation": result["methods"],
-                            "verdicts": {m: _verdict(r) for m, r in result["methods"].items()}}
+                            "verdicts": result["verdicts"]}
     write_json(folder / f"explain_{index}.json", report)
     return Result(written + [folder / f"explain_{index}.json"], report)
-
-
-def _verdict(correlations: list[float]) -> str:
-    last = correlations[-1]
-    if last > 0.5:
-        return f"map barely depends on the weights (rho {last:.2f} with all layers random): it explains the input, not the model"
-    return f"map changes with the weights (rho {last:.2f} with all layers random): it depends on what the model learned"
