@@ -149,10 +149,11 @@ def test_attributions_carry_their_colour_scale_and_a_zero_map_says_so():
     assert len(bars) == 1 and [t.get_text() for t in bars[0].get_xticklabels()] == ["against (−max)", "0",
                                                                                    "towards (+max)"]
     plt.close(fig)
-    result = {"methods": {"gradcam": [0.1]}, "layers": ["logits"],
+    result = {"methods": {"gradcam": [0.1]}, "layers": ["logits"], "verdicts": {"gradcam": "changes with the weights: ..."},
               "maps": {"gradcam": [torch.rand(1, 28, 28), torch.zeros(1, 28, 28)]}}
     fig = sanity_figure(torch.rand(28, 28), result)
     assert [t.get_text() for t in fig.axes[1].texts] == ["all zero"] and not fig.axes[0].texts
+    assert fig.axes[0].get_title() == "Grad-CAM, trained:\nchanges with the weights"
     assert_legible(fig)
 
 
