@@ -149,7 +149,8 @@ def test_attributions_carry_their_colour_scale_and_a_zero_map_says_so():
     assert len(bars) == 1 and [t.get_text() for t in bars[0].get_xticklabels()] == ["against (−max)", "0",
                                                                                    "towards (+max)"]
     plt.close(fig)
-    result = {"methods": {"gradcam": [0.1]}, "layers": ["logits"], "verdicts": {"gradcam": "changes with the weights: ..."},
+    result = {"methods": {"gradcam": [0.1]}, "layers": ["logits"],
+              "verdicts": {"gradcam": "changes with the weights: ..."},
               "maps": {"gradcam": [torch.rand(1, 28, 28), torch.zeros(1, 28, 28)]}}
     fig = sanity_figure(torch.rand(28, 28), result)
     assert [t.get_text() for t in fig.axes[1].texts] == ["all zero"] and not fig.axes[0].texts
@@ -189,7 +190,8 @@ def test_the_layer_graph_shows_a_residual_nets_skips_and_joins():
     table = layer_table(import_module(resnet18(10, width=8), (3, 32, 32)).model)
     joins = [layer for layer in table if len(layer.inputs) == 2]
     assert [j.name for j in joins] == [f"layer{s}_{b}" for s in range(1, 5) for b in range(2)]  # every block's sum
-    assert joins[0].inputs == ("layer1_0_conv2", "maxpool") and joins[2].inputs == ("layer2_0_conv2", "layer2_0_downsample_0")
+    assert joins[0].inputs == ("layer1_0_conv2", "maxpool")
+    assert joins[2].inputs == ("layer2_0_conv2", "layer2_0_downsample_0")
     places = graph_layout(table)
     for layer in table:
         assert all(places[i][1] < places[layer.name][1] for i in layer.inputs)
