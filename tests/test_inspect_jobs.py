@@ -121,3 +121,18 @@ def test_probe_reads_classes_off_layers(trained_run, tmp_path):
 def test_inspection_writes_under_the_run_folder_by_default(trained_run):
     assert run_cli("kernels", trained_run) == 0
     assert (trained_run / "kernels" / "kernels_conv1.png").is_file()
+
+
+def test_a_result_shows_its_figures_inline_in_a_notebook_and_reprs_in_a_line(trained_run, tmp_path):
+    """`convlens.maps(...)` printed 858 characters of paths and numbers, and no figure, in Jupyter."""
+    import base64
+
+    import convlens
+
+    result = convlens.maps(trained_run, [0, 1], ["conv1", "conv2"], out=tmp_path)
+    assert repr(result) == "Result(3 files: maps_conv1.png, maps_conv2.png, maps.json; data: images, labels, " \
+                           "predictions, layers)"
+    page = result._repr_html_()
+    inlined = [base64.b64decode(chunk.split("'")[0]) for chunk in page.split("data:image/png;base64,")[1:]]
+    assert inlined == [(tmp_path / "maps_conv1.png").read_bytes(), (tmp_path / "maps_conv2.png").read_bytes()]
+    assert str(tmp_path / "maps_conv2.png") in page

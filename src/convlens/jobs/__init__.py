@@ -16,10 +16,34 @@ from ..storage import folder_lock, replaced_folder, write_json
 
 @dataclass
 class Result:
-    """What a job wrote and what it found."""
+    """What a job wrote and what it found; in Jupyter it shows its figures inline."""
 
     files: list[Path]  # every file written, figures first
     data: dict = field(default_factory=dict)  # the numbers, as the job's JSON file holds them
+
+    def __repr__(self) -> str:
+        names = ", ".join(Path(f).name for f in self.files[:4]) + (", ..." if len(self.files) > 4 else "")
+        return f"Result({len(self.files)} files: {names}; data: {', '.join(list(self.data)[:6])})"
+
+    def _repr_html_(self) -> str:
+        """Each figure inline (at most INLINE_FIGURES, each at most INLINE_BYTES), under its file name."""
+        import base64
+        import html
+
+        figures = [Path(f) for f in self.files if str(f).endswith(".png")]
+        parts = [f"<p>{html.escape(repr(self))}</p>"]
+        for png in figures[:INLINE_FIGURES]:
+            if png.is_file() and png.stat().st_size <= INLINE_BYTES:
+                data = base64.b64encode(png.read_bytes()).decode()
+                parts.append(f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%'>"
+                             f"<figcaption>{html.escape(str(png))}</figcaption></figure>")
+        if len(figures) > INLINE_FIGURES:
+            parts.append(f"<p>{len(figures) - INLINE_FIGURES} more figures in {html.escape(str(figures[0].parent))}</p>")
+        return "\n".join(parts)
+
+
+INLINE_FIGURES = 12  # figures a notebook shows of one result; the rest are named
+INLINE_BYTES = 16 * 2**20  # a figure larger than this is named, not inlined
 
 
 def open_run(run: Run | str | Path) -> Run:
