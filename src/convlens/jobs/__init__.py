@@ -38,7 +38,8 @@ class Result:
                 parts.append(f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%'>"
                              f"<figcaption>{html.escape(str(png))}</figcaption></figure>")
         if len(figures) > INLINE_FIGURES:
-            parts.append(f"<p>{len(figures) - INLINE_FIGURES} more figures in {html.escape(str(figures[0].parent))}</p>")
+            folder = html.escape(str(figures[0].parent))
+            parts.append(f"<p>{len(figures) - INLINE_FIGURES} more figures in {folder}</p>")
         return "\n".join(parts)
 
 
