@@ -96,6 +96,12 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": 
 SPEC = re.compile(r"^([a-z][a-z0-9_]*)(?:\(([-+0-9.e,inf ]*)\))?$")
 
 
+def pointwise_conv(weight, bias: bool) -> dict:
+    """The node of a 1x1 conv with weight (out, in): a Dense, Linear or MatMul applied to each position's channels."""
+    return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": [1, 1], "stride": [1, 1],
+            "padding": "valid", "dilation": [1, 1], "groups": 1, "bias": bias}
+
+
 def activation_spec(name: str, *numbers: float) -> str:
     """Return the spec graph.json keeps for an activation: its name, and its numbers exactly (repr round-trips)."""
     return f"{name}({','.join(repr(float(n)) for n in numbers)})" if numbers else name

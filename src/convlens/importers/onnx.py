@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name
+from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name, pointwise_conv
 
 ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "HardSwish": "hardswish",
                "Mish": "mish", "Softplus": "softplus", "Erf": "erf", "Sqrt": "sqrt"}
@@ -258,7 +258,7 @@ class _Converter:
             bias = c.get(node.input[2]) if op == "Gemm" and len(node.input) > 2 else None
             if rank == 4 and layout == "nhwc":  # applied to each position's channels: a 1x1 conv
                 tensors[f"{name}.conv.weight"] = weight[:, :, None, None]
-                return [_pointwise(weight, bias is not None)], (4, "nhwc")
+                return [pointwise_conv(weight, bias is not None)], (4, "nhwc")
             if rank != 2:
                 raise _unsupported(node, "a matrix product along the width of NCHW maps")
             tensors[f"{name}.linear.weight"] = weight
@@ -489,11 +489,6 @@ class _Converter:
             return {"op": "affine", "scale": s, "offset": float(offset[0])}
         self.tensors[f"{name}.weight"], self.tensors[f"{name}.bias"] = scale, offset
         return {"op": "scale", "features": len(numbers)}
-
-
-def _pointwise(weight: np.ndarray, bias: bool) -> dict:
-    return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": [1, 1], "stride": [1, 1],
-            "padding": "valid", "dilation": [1, 1], "groups": 1, "bias": bias}
 
 
 def _channel_axes(value: Value) -> tuple[int, ...]:

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import pt2
-from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name
+from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name, pointwise_conv
 
 aten = torch.ops.aten
 # Activations without numbers, and those whose numbers come from the call (see _activation).
@@ -226,8 +226,7 @@ def _convert(node, name: str, weights: dict, tensors: dict, layout: str) -> dict
             tensors[f"{name}.conv.weight"] = weight[:, :, None, None]
             if bias is not None:
                 tensors[f"{name}.conv.bias"] = bias
-            return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": [1, 1],
-                    "stride": [1, 1], "padding": "valid", "dilation": [1, 1], "groups": 1, "bias": bias is not None}
+            return pointwise_conv(weight, bias is not None)
         if node.meta["val"].dim() != 2:
             raise _unsupported(node, "a Linear along the width of NCHW maps")
         tensors[f"{name}.linear.weight"] = weight
