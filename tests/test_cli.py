@@ -47,6 +47,19 @@ def test_version_answers_without_loading_torch():
     assert done.stdout.split("\n")[:2] == [f"convlens {version('convlens')}", "False"], done.stderr
 
 
+HEAVY = ("torch", "matplotlib", "captum", "scipy")  # each costs 0.3-2.5 s to import on 2 cores
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["maps"], ["oip"], ["explain"], ["compare"], ["serve"]])
+def test_help_answers_without_loading_torch(command):
+    """--help teaches: it must answer at once (< 0.5 s), so no command's flags may import torch or its kin."""
+    script = ("import sys\nfrom convlens.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+              f"    print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    done = subprocess.run([sys.executable, "-c", script, *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+    assert "usage: convlens" in done.stdout
+
+
 def test_summary_draws_the_layer_graph(tmp_path):
     done = convlens("summary", "--model", "simple", "--graph", str(tmp_path / "graph.png"))
     assert done.returncode == 0, done.stderr

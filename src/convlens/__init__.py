@@ -4,7 +4,7 @@ The public API; every name here is re-exported from the module that owns it. The
 explain, compare, sweep, ...) are what the CLI and the web page call too.
 """
 
-import importlib
+from .lazy import lazy_namespace
 
 # Every name loads its module on first use: `import convlens` (and so `convlens --version`) costs no torch,
 # and a command that never draws, explains or compares never pays for matplotlib, Captum or scipy.
@@ -12,7 +12,7 @@ _LAZY = {"DataConfig": "config", "ModelConfig": "config", "RunConfig": "config",
          "Dataset": "data", "load_dataset": "data", "UserError": "errors", "capture": "inspection.hooks",
          "class_patterns": "inspection.maps", "feature_maps": "inspection.maps", "top_activations": "inspection.maps",
          "probe": "inspection.probe", "Layer": "layers", "LayerTable": "layers", "layer_table": "layers",
-         "PRESETS": "models", "build_model": "models", "Ascent": "oip", "OIPs": "oip", "class_oips": "oip",
+         "PRESETS": "config", "build_model": "models", "Ascent": "oip", "OIPs": "oip", "class_oips": "oip",
          "layer_oips": "oip", "Run": "runs", "load_run": "runs", "TrainResult": "training", "evaluate": "training",
          "predict": "training", "train": "training",
          "compare_models": "compare", "linear_cka": "compare", "permute_maps": "compare",
@@ -24,11 +24,5 @@ _LAZY = {"DataConfig": "config", "ModelConfig": "config", "RunConfig": "config",
          "compare": "jobs.compare", "report": "jobs.report", "import_model": "jobs.import_model"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module, attribute = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
-        return getattr(importlib.import_module(f".{module}", __name__), attribute)
-    raise AttributeError(f"module 'convlens' has no attribute {name!r}")
-
-
+__getattr__ = lazy_namespace(__name__, _LAZY)
 __all__ = list(_LAZY)

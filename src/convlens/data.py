@@ -18,8 +18,6 @@ import torch
 
 from .errors import UserError
 
-MNIST_SIZE = 28  # the side of MNIST and Fashion-MNIST images, in pixels
-MNIST_SHAPE = (1, MNIST_SIZE, MNIST_SIZE)  # (C, H, W) of one image, what convlens nets are built for by default
 IDX_UBYTE = 0x08  # the only IDX element type MNIST-like sets use
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from convlens.cli import main
-from convlens.explain import attribute, cascading_randomisation, rank_correlation
+from convlens.explain import METHODS, attribute, cascading_randomisation, rank_correlation
 from convlens.models import build_model
 from convlens.runs import load_run
 
@@ -125,3 +125,9 @@ def test_a_sanity_verdict_reads_the_whole_cascade_not_its_last_step():
     assert judged.startswith("changes with the weights: rho falls to -0.21 (randomised down to conv3), 0.60")
     assert verdict([0.95, 0.9, 0.85], ["logits", "conv3", "conv2"]).startswith(
         "barely depends on the weights: rho stays at 0.85 or more")
+
+
+def test_every_listed_method_has_an_adapter():
+    from convlens.explain.methods import REGISTRY
+
+    assert tuple(REGISTRY) == METHODS

@@ -22,7 +22,7 @@ def add(sub) -> None:
     info.add_argument("dataset", help="mnist, fashion-mnist or idx:DIR")
     info.set_defaults(handler=data_info)
 
-    from ..models import PRESETS
+    from ..config import PRESETS
 
     summary = sub.add_parser("summary", help="layers, output shapes, parameters and receptive fields of a model",
                              description="The layers of a run's model (trained or imported), or of a preset or "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..explain.methods import METHODS
+from ..explain import METHODS
 from .flags import console, parse_names, print_written
 from .inspect import command
 

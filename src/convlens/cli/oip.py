@@ -5,8 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from ..errors import UserError
-from ..oip import OBJECTIVES, Ascent
-from ..oip.ascent import IMAGES
+from ..oip.options import IMAGES, OBJECTIVES, Ascent
 from .flags import add_dataclass_flags, console, given, parse_indices, parse_names, print_written
 from .inspect import command
 

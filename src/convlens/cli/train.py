@@ -201,7 +201,7 @@ def _without_flag(argv: list[str], flag: str) -> list[str]:
 
 
 def _default_out(config: RunConfig) -> Path:
-    from ..models import PRESETS
+    from ..config import PRESETS
 
     name = config.model.model if config.model.model in PRESETS else "custom"
     base = f"runs/{name}-{config.data.dataset.replace('idx:', '').strip('/').replace('/', '_')}"

@@ -2,9 +2,15 @@
 
     methods.py  the methods by name (saliency, ig, gradcam, occlusion, guided-backprop), batched
     sanity.py   Adebayo et al.'s cascading randomisation: does a map depend on the model at all?
+
+Names load their modules on first use: `convlens explain --help` lists METHODS without Captum's 2.5 s import.
 """
 
-from .methods import METHODS, Attribution, attribute
-from .sanity import cascading_randomisation, rank_correlation
+from ..lazy import lazy_namespace
 
-__all__ = ["METHODS", "Attribution", "attribute", "cascading_randomisation", "rank_correlation"]
+METHODS = ("saliency", "ig", "gradcam", "occlusion", "guided-backprop")  # methods.py registers one adapter each
+
+_NAMES = {"Attribution": "methods", "attribute": "methods", "cascading_randomisation": "sanity",
+          "rank_correlation": "sanity"}
+__getattr__ = lazy_namespace(__name__, _NAMES)
+__all__ = ["METHODS", *_NAMES]

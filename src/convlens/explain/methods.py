@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import UserError
 from ..inspection.hooks import layer_module
 from ..layers import layer_table
+from . import METHODS
 
 IG_INTERNAL_BATCH = 512  # images x steps per forward pass: bounds IG's memory whatever the batch size
 
@@ -50,7 +51,9 @@ REGISTRY: dict[str, Adapter] = {}
 
 
 def register(name: str):
-    """Register an adapter under a method name."""
+    """Register an adapter under one of the METHODS' names."""
+    assert name in METHODS, f"{name} is not listed in explain.METHODS"
+
     def add(adapter: Adapter) -> Adapter:
         REGISTRY[name] = adapter
         return adapter
@@ -109,9 +112,6 @@ def _guided_backprop(model, x, target, o: Options) -> Attribution:
     with warnings.catch_warnings():  # Captum announces its temporary ReLU hooks on every call
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
         return Attribution("guided-backprop", _pixels(GuidedBackprop(model).attribute(x, target=target)))
-
-
-METHODS = tuple(REGISTRY)
 
 
 def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str, **options) -> Attribution:

@@ -16,26 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from .options import IMAGES, Ascent
 from .spectral import LR, Spectral
 from .transforms import Jitter, robust
-
-
-@dataclass(frozen=True)
-class Ascent:
-    """How a search steps. Penalty weights are relative to the objective's gradient, so one value suits every layer."""
-
-    steps: int = 96  # gradient steps in all, precursor stage included
-    lr: float = 0.1  # pixel change per step for a unit-RMS gradient; decays to a tenth on a cosine
-    jitter: int = 0  # shift the image by up to this many pixels each step: smoother OIPs, lower peaks (centre/max objectives suffer)
-    tv: float = 0.0  # total-variation penalty weight: smoother OIPs
-    l2: float = 0.0  # pull towards the anchor image (black by default): sparser OIPs, or class OIPs near the data
-    precursor: int = 0  # side of a coarse first stage (e.g. 14), upscaled and refined; 0 for none
-    precursor_share: float = 0.5  # share of the steps spent at the precursor's resolution
-    soft: float = 0.3  # soft ReLU gradients with this temperature for the first half of the steps; 0 for exact ones
-    seed: int = 0  # seeds the noise starts and the jitter shifts: the same seed gives the same OIPs
-    image: str = "auto"  # pixels (from multi-scale noise), spectral (Lucid's Fourier, decorrelated colour, robust to jitter, scale and rotation) or auto: spectral for colour images of 64 px or more
-
-IMAGES = ("auto", "pixels", "spectral")
 
 
 @dataclass

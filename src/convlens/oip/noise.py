@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data import MNIST_SHAPE
+from ..config import MNIST_SHAPE
 
 SCALES = (1, 2, 4, 7)  # the image side divided by these is each noise layer's grid: 1 px to a seventh of the image
 

@@ -15,19 +15,7 @@ from ..errors import UserError
 from ..inspection.hooks import forward_until
 from ..inspection.maps import iter_maps
 from ..layers import LayerTable
-
-
-def _center(maps: torch.Tensor) -> torch.Tensor:
-    h, w = maps.shape[-2:]
-    return maps[..., h // 2, w // 2]
-
-
-# Reductions of maps (..., H, W) to (...): the whole map's mean, the unit at the centre, or the peak.
-OBJECTIVES = {
-    "mean": lambda m: m.mean((-2, -1)),
-    "center": _center,
-    "max": lambda m: m.amax((-2, -1)),
-}
+from .options import OBJECTIVES
 
 
 def _reducer(objective: str):
@@ -45,7 +33,7 @@ class LayerTarget:
         self.reduce = _reducer(objective)
         # A silent map climbs towards its unit closest to firing: the mean pre-activation would
         # push an edge detector whose weights sum below zero to a black image, where it stays dead.
-        self.reduce_pre = _center if objective == "center" else OBJECTIVES["max"]
+        self.reduce_pre = OBJECTIVES["center" if objective == "center" else "max"]
         self.pre_name = table[layer].pre_activation
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

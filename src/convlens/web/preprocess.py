@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data import MNIST_SIZE
+from ..config import MNIST_SIZE
 from ..errors import UserError
 from ..imagefolder import eight_bit
 
