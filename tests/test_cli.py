@@ -233,3 +233,17 @@ def test_a_folder_of_many_written_files_is_one_line_and_a_few_files_are_listed(m
     flags.print_written([*pages, tmp_path / "top" / "top_conv3.json", tmp_path / "report.html"])
     assert screen.getvalue().splitlines() == [
         f"wrote 17 files in {tmp_path / 'top'}: top_conv3_00.png ... top_conv3.json", f"wrote {tmp_path / 'report.html'}"]
+
+
+def test_curves_overlay_runs_and_refuse_a_run_without_history(trained_run, tmp_path):
+    import shutil
+
+    from conftest import untrained_run
+
+    other = shutil.copytree(trained_run, tmp_path / "seed1")
+    done = convlens("curves", trained_run, other)
+    assert done.returncode == 0, done.stderr
+    figure = trained_run.parent / "curves-run-vs-seed1.png"  # beside the first run
+    assert f"wrote {figure}" in " ".join(done.stdout.split()) and figure.stat().st_size > 10_000
+    assert re.search(r"^run: 2 epochs, last train loss \d\.\d{4}, validation accuracy \d+\.\d\d%$", done.stdout, re.M)
+    assert_user_error(convlens("curves", untrained_run(tmp_path / "bare", "mnist")), "has no training history to draw")

@@ -52,9 +52,23 @@ HISTORY = [{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9, "val_loss": 0.
 
 def test_curves_of_one_epoch_give_the_point_room_and_draw_the_schedule():
     schedule = [(k / 10, 0.1 * min(k, 10 - k) / 5) for k in range(11)]
-    fig = figures.curves(HISTORY, schedule)
+    fig = figures.curves({"run": (HISTORY, schedule)})
     assert fig.axes[0].get_xlim() == (0.5, 1.5)  # not 0.96-1.04 around one point
     assert fig.axes[2].get_title() == "learning rate" and len(fig.axes[2].lines[0].get_xdata()) == 11
+    assert_legible(fig)
+
+
+def test_curves_draw_every_step_and_overlay_runs_in_their_own_colours():
+    steps = [2.3, 1.1, 0.7, 0.5]
+    stepped = [{**HISTORY[0], "step_loss": steps}, {**HISTORY[0], "epoch": 2, "step_loss": [0.4, 0.3, 0.3, 0.2]}]
+    fig = figures.curves({"a": (stepped, None), "b": (HISTORY, None)})
+    raw, smooth, *_ = fig.axes[0].lines
+    assert list(raw.get_xdata()) == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]  # step s of epoch e ends at e-1+(s+1)/n
+    assert list(raw.get_ydata())[:4] == steps and fig.axes[0].get_xlim() == (0, 2)
+    colours = {line.get_color() for line in fig.axes[1].lines}
+    assert colours == {"C0", "C1"}  # run a, run b
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "a: train, per step", "a: train, per epoch", "a: validation", "b: train, per epoch", "b: validation"]
     assert_legible(fig)
 
 

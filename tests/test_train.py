@@ -44,7 +44,12 @@ def test_training_learns_and_writes_the_run_folder(tiny_config, tmp_path):
     assert not [n for n in names if n.endswith(".tmp")]
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert set(result.history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                                      "precision", "threads", "device", "cpu_bf16_units"}
+                                      "step_loss", "precision", "threads", "device", "cpu_bf16_units"}
+    # Every step's loss, in order: 28 full batches of 64, whose mean is the epoch's loss (to the 4 digits kept).
+    for entry in runs.read_json(tmp_path / "run" / "history.json"):
+        assert len(entry["step_loss"]) == 1792 // 64
+        assert sum(entry["step_loss"]) / len(entry["step_loss"]) == pytest.approx(entry["train_loss"], rel=1e-3)
+    assert result.history[0]["step_loss"][0] > 2 * result.history[1]["step_loss"][-1]  # it learns within the steps
     assert result.history[0]["precision"] == "fp32" and result.history[0]["threads"] == torch.get_num_threads()
     assert result.history[-1]["val_accuracy"] > 0.8  # 1,792 training images, 56 steps
     assert runs.read_config(tmp_path / "run") == tiny_config

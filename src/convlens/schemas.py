@@ -25,6 +25,7 @@ class Epoch(_Checked):
     seconds: float
     val_loss: float | None = None
     val_accuracy: float | None = None
+    step_loss: list[float] | None = None  # each step's training loss, in order (runs from before 2026-12 lack it)
 
 
 class ConfusedPair(_Checked):

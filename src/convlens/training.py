@@ -121,6 +121,7 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
             model.train()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
+            step_loss = torch.zeros(steps_per_epoch, device=device)  # filled on the device: no sync per step
             for step in range(steps_per_epoch):
                 lr = lr_at(epoch + step / steps_per_epoch, c)
                 with phase("data"):
@@ -146,14 +147,17 @@ def _train(config: RunConfig, out: str | Path | None, resume: bool, progress: bo
                             torch._foreach_mul_(list(model.parameters()), 1.0 - lr * c.weight_decay)
                     optimizer.step()
                 loss_sum += loss.detach() * len(yb)
+                step_loss[step] = loss.detach()
                 correct += (logits.argmax(1) == yb).sum()
                 bar.step(epoch, loss_sum, correct, min((step + 1) * batch_size, len(order)), lr)
             loss_sum, correct = distributed.all_sum(loss_sum, world), distributed.all_sum(correct, world)
+            step_loss = distributed.all_sum(step_loss, world) / world.size
             entry = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum.item() / (len(order) * world.size),  # len(y), plus DDP's wrap-around padding
                 "train_accuracy": correct.item() / (len(order) * world.size),
                 "lr": lr_at(epoch + 1, c),
+                "step_loss": [float(f"{v:.4g}") for v in step_loss.tolist()],  # 4 digits: history.json stays small
                 "seconds": time.perf_counter() - started,
                 # What "the same seed gives the same weights" also depends on, as this epoch ran.
                 "precision": precision, "threads": torch.get_num_threads(), "device": str(device),

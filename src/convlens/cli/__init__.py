@@ -2,7 +2,7 @@
 
     data.py     data fetch, data info, summary
     imports.py  import (a model trained elsewhere becomes a run folder)
-    train.py    train (one run, seeds and grids, DDP), eval, bench
+    train.py    train (one run, seeds and grids, DDP), eval, curves, bench
     inspect.py  maps, kernels, patterns, top, probe, filters-demo
     oip.py      oip
     explain.py  explain, errors
@@ -25,6 +25,7 @@ EXAMPLES = {
     "summary": "convlens summary --model simple",
     "train": "convlens train --model simple --epochs 2 --out runs/simple-mnist",
     "eval": "convlens eval runs/simple-mnist --dataset fashion-mnist",
+    "curves": "convlens curves runs/simple-mnist-s0 runs/simple-mnist-s1",
     "bench": "convlens bench train --recipes fast --seeds 2",
     "import": "convlens import articles.keras --dataset mnist --out runs/articles-keras",
     "maps": "convlens maps runs/simple-mnist --images 4:3,9:1 --layer conv3",

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..config import CHOICES, RECIPES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..errors import UserError
-from .flags import Parser, add_dataclass_flags, console, given
+from .flags import Parser, add_dataclass_flags, console, given, print_written
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -52,6 +52,15 @@ def add(sub) -> None:
     ev.add_argument("run", help="run folder")
     ev.add_argument("--dataset", help="evaluate on another data set (default: the run's own)")
     ev.set_defaults(handler=run_eval)
+
+    cv = sub.add_parser("curves", help="training curves of one run, or of several overlaid: loss per step, "
+                        "accuracy per epoch, the learning rate", description="Draw the training curves of runs: "
+                        "one run redraws RUN/plots/curves.png; several share one figure, a colour each, so recipes, "
+                        "seeds or settings compare at a glance.")
+    cv.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    cv.add_argument("--out", metavar="PNG", help="where the figure goes (default: RUN/plots/curves.png for one run, "
+                    "curves-A-vs-B.png beside the first run for several)")
+    cv.set_defaults(handler=run_curves)
 
     bench = sub.add_parser("bench", help="measure speed: recipes against a plain PyTorch loop")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=Parser)
@@ -127,6 +136,16 @@ def run_train(args) -> None:
         from ..runs import Run
 
         _print_metrics(metrics, Run(out), trained=True)
+
+
+def run_curves(args) -> None:
+    from ..jobs.train import curves
+
+    result = curves(args.runs, args.out)
+    for name, last in result.data.items():
+        val = f", validation accuracy {last['val_accuracy']:.2%}" if last.get("val_accuracy") is not None else ""
+        console.print(f"{name}: {last['epoch']} epochs, last train loss {last['train_loss']:.4f}{val}")
+    print_written(result.files)
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:

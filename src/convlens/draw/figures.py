@@ -27,35 +27,77 @@ def save(fig: Figure, path: Path, dpi: int = SAVE_DPI) -> Path:
     return Path(path)
 
 
-def curves(history: list[dict], schedule: list[tuple[float, float]] | None = None) -> Figure:
-    """Return loss, accuracy and learning rate per epoch, training against validation.
+def curves(runs: dict[str, tuple[list[dict], list[tuple[float, float]] | None]]) -> Figure:
+    """Return loss, accuracy and learning rate through training, one colour per run: {name: (history, schedule)}.
 
-    `schedule`, (epoch, lr) pairs through the training, draws the learning rate as the optimizer
-    saw it; without it, the rate at each epoch's end is all there is.
+    Loss is drawn per step where the history has it (a thin raw line and its running mean), with the
+    epoch means as dots; validation is dashed, with squares. `schedule`, (epoch, lr) pairs, draws the
+    learning rate as the optimizer saw it each step; without it, the rate at each epoch's end is all there is.
     """
-    epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
-        val = [h.get(f"val_{key}") for h in history]
-        if any(v is not None for v in val):
-            ax.plot(epochs, val, "s-", label="validation")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    several = len(runs) > 1
+    stepped = False
+    for i, (name, (history, schedule)) in enumerate(runs.items()):
+        colour, prefix = f"C{i}", f"{name}: " if several else ""
+        epochs = [h["epoch"] for h in history]
+        steps = _step_losses(history)
+        if steps is not None:
+            stepped = True
+            axes[0].plot(*steps, "-", color=colour, lw=0.6, alpha=0.3)
+            axes[0].plot(steps[0], _running_mean(steps[1]), "-", color=colour, lw=1.4, label=f"{prefix}train, per step")
+        for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
+            line = "o" if key == "loss" and steps is not None else "o-"
+            ax.plot(epochs, [h[f"train_{key}"] for h in history], line, color=colour,
+                    label=None if key == "loss" and steps is not None else f"{prefix}train, per epoch")
+            val = [h.get(f"val_{key}") for h in history]
+            if any(v is not None for v in val):
+                ax.plot(epochs, val, "s--", color=colour, mfc="white", label=f"{prefix}validation")
+        if schedule:
+            axes[2].plot(*zip(*schedule), "-", color=colour)
+        else:
+            axes[2].plot(epochs, [h["lr"] for h in history], "o-", color=colour)
+    last = max(h["epoch"] for history, _ in runs.values() for h in history)
+    first = min(h["epoch"] for history, _ in runs.values() for h in history)
+    for ax, title in zip(axes, ("loss", "accuracy", "learning rate")):
         ax.set(title=title, xlabel="epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
-    if schedule:
-        axes[2].plot(*zip(*schedule), "-", color="tab:green")
-        axes[2].set(title="learning rate", xlabel="epoch", xlim=(0, max(epochs)))
-    else:
-        axes[2].plot(epochs, [h["lr"] for h in history], "o-", color="tab:green")
-        axes[2].set(title="learning rate at epoch end", xlabel="epoch")
-    axes[2].grid(alpha=0.3)
-    for ax in axes[:2]:  # one epoch is one point: give it room rather than an axis from 0.96 to 1.04
-        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-    for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
+        # One epoch without steps is one point: give it room rather than an axis from 0.96 to 1.04.
+        ax.set_xlim((0, last) if stepped or (ax is axes[2] and any(s for _, s in runs.values()))
+                    else (first - 0.5, last + 0.5))
+    if not any(s for _, s in runs.values()):
+        axes[2].set_title("learning rate at epoch end")
+    # One legend for the three panels, below them so it covers no curve: a column per run.
+    entries = {}
+    for ax in axes[:2]:
+        entries |= {label: handle for handle, label in zip(*ax.get_legend_handles_labels()) if label not in entries}
+    kinds = ("train, per step", "train, per epoch", "validation")
+    order = sorted(entries, key=lambda label: ([label.startswith(f"{name}: ") for name in runs].index(True) if several
+                                               else 0, [label.endswith(kind) for kind in kinds].index(True)))
+    columns = len(runs) if several else len(order)
+    fig.legend([entries[label] for label in order], order, loc="lower center", ncol=columns, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.05 * -(-len(order) // columns), 1, 1))
     return fig
+
+
+def _step_losses(history: list[dict]):
+    """(x in epochs, loss) of every step, or None where an epoch lacks them; step s of epoch e ends at e-1+(s+1)/n."""
+    if not history or any(not h.get("step_loss") for h in history):
+        return None
+    xs, ys = [], []
+    for h in history:
+        n = len(h["step_loss"])
+        xs += [h["epoch"] - 1 + (s + 1) / n for s in range(n)]
+        ys += h["step_loss"]
+    return xs, ys
+
+
+def _running_mean(values: list[float]) -> np.ndarray:
+    """The mean of the last ~2% of the steps at each step (the first steps average what there is)."""
+    window = max(1, len(values) // 50)
+    sums = np.cumsum(np.insert(np.asarray(values, float), 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
 def confusion(matrix: list[list[int]], class_names: tuple[str, ...]) -> Figure:

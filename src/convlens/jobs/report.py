@@ -96,10 +96,10 @@ def _report(run_dir: Path, out, log) -> Path:
                         .pairs(list(o.imported.items())))
     if history:
         curves = run_dir / runs.PLOTS / runs.CURVES
-        sections.append(Section("Training", "training", "Loss and accuracy per epoch, training against validation, "
-                                "and the learning rate the schedule set.").figure(
-            files.drawn_unless_safe(run_dir, curves, lambda: figures.curves(history, lr_schedule(config.train))),
-            "curves", wide=True))
+        drawn = {run_dir.name: (history, lr_schedule(config.train))}
+        sections.append(Section("Training", "training", "Loss per step and per epoch, accuracy per epoch, training "
+                                "against validation, and the learning rate the schedule set each step.").figure(
+            files.drawn_unless_safe(run_dir, curves, lambda: figures.curves(drawn)), "curves", wide=True))
     sections.append(_test_section(run_dir, o, metrics, files))
     sections.append(_maps_section(o))
     sections.append(_kernel_section(o))

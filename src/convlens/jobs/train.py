@@ -12,9 +12,11 @@ from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..distributed import current_world
 from ..draw import figures
+from ..errors import UserError
 from ..storage import folder_lock
 from ..schedules import lr_at
 from ..training import TrainResult, evaluate, most_confused, train
+from . import Result
 
 
 def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True, after_epoch=None) -> dict:
@@ -28,8 +30,32 @@ def train_run(config: RunConfig, out: str | Path, resume: bool = False, progress
         return {}
     with folder_lock(Path(out), "convlens train", create=True):
         result: TrainResult = train(config, out=out, resume=resume, progress=progress, after_epoch=after_epoch)
-        figures.save(figures.curves(result.history, lr_schedule(config.train)), Path(out) / runs.PLOTS / runs.CURVES)
+        figures.save(figures.curves({Path(out).name: (result.history, lr_schedule(config.train))}),
+                     Path(out) / runs.PLOTS / runs.CURVES)
         return evaluate_run(out, dataset=result.dataset, model=result.model)
+
+
+def curves(run_dirs: list[str | Path], out: str | Path | None = None) -> Result:
+    """Draw the training curves of runs: one run into RUN/plots/curves.png, several overlaid in one figure.
+
+    Several runs go to `out`, default curves-A-vs-B.png beside the first run. Loss is drawn per step
+    for runs that recorded it, the learning rate from each run's schedule.
+    """
+    if not run_dirs:
+        raise UserError("curves needs one or more run folders")
+    opened = [runs.Run(d) for d in run_dirs]
+    names = [r.path.name for r in opened]
+    if len(set(names)) < len(names):  # runs/a/s0 and runs/b/s0: tell them apart by their paths
+        names = [str(r.path) for r in opened]
+    for run in opened:
+        if not run.history:
+            raise UserError(f"{run.path} has no training history to draw (an imported model, or no epoch finished)")
+    drawn = {name: (run.history, lr_schedule(run.config.train)) for name, run in zip(names, opened)}
+    if out is None:
+        out = (opened[0].path / runs.PLOTS / runs.CURVES if len(opened) == 1
+               else opened[0].path.resolve().parent / f"curves-{'-vs-'.join(r.path.name for r in opened)}.png")
+    return Result([figures.save(figures.curves(drawn), out)],
+                  {name: history[-1] for name, (history, _) in drawn.items()})
 
 
 def lr_schedule(train_config, points: int = 200) -> list[tuple[float, float]]:
