@@ -55,7 +55,8 @@ def test_help_answers_without_loading_torch(command):
     """--help teaches: it must answer at once (< 0.5 s), so no command's flags may import torch or its kin."""
     script = ("import sys\nfrom convlens.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
               f"    print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
-    done = subprocess.run([sys.executable, "-c", script, *command, "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", script, *command, "--help"], capture_output=True, text=True,
+                          timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
     assert "usage: convlens" in done.stdout
 
@@ -229,10 +230,10 @@ def test_a_folder_of_many_written_files_is_one_line_and_a_few_files_are_listed(m
 
     screen = io.StringIO()
     monkeypatch.setattr(flags, "console", Console(file=screen, soft_wrap=True, width=200))
-    pages = [tmp_path / "top" / f"top_conv3_{k:02d}.png" for k in range(16)]
+    pages = [tmp_path / "top" / f"top_conv3_maps_{k:03d}-{k + 7:03d}.png" for k in range(0, 128, 8)]
     flags.print_written([*pages, tmp_path / "top" / "top_conv3.json", tmp_path / "report.html"])
     assert screen.getvalue().splitlines() == [
-        f"wrote 17 files in {tmp_path / 'top'}: top_conv3_00.png ... top_conv3.json", f"wrote {tmp_path / 'report.html'}"]
+        f"wrote 17 files in {tmp_path / 'top'}: top_conv3_maps_000-007.png ... top_conv3.json", f"wrote {tmp_path / 'report.html'}"]
 
 
 def test_curves_overlay_runs_and_refuse_a_run_without_history(trained_run, tmp_path):

@@ -100,6 +100,15 @@ def test_a_layer_of_2048_maps_is_numbered_with_a_few_dozen_labels():
     assert not tiles.texts and len(tiles.get_yticks()) + len(tiles.get_xticks()) <= 2 * views.MAX_TICKS
 
 
+def test_the_misclassified_gallery_names_each_test_index_legibly():
+    names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    labels, predictions = torch.arange(12) % 10, (torch.arange(12) + 3) % 10
+    fig = figures.misclassified(torch.zeros(12, 28, 28, dtype=torch.uint8), labels, predictions, names)
+    titles = [t.get_text() for t in fig.axes[0].texts]
+    assert titles[:2] == ["#0\nDress (T-shirt/top)", "#1\nCoat (Trouser)"] and len(titles) == 12
+    assert_legible(fig)
+
+
 def test_oip_gallery_labels_every_tile_and_frames_it():
     m, k = 16, 1
     oips = OIPs(layer="conv1", objective="mean", index=list(range(m)), images=torch.rand(m, k, 1, 28, 28),

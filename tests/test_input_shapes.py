@@ -75,8 +75,9 @@ def test_maps_kernels_and_top_crops_through_the_cli(run32, tmp_path, capsys):
     assert top["receptive_field"] == {"size": 18, "jump": 4, "offset": 0}
     run = load_run(path)
     expected = top_activations(run.model, run.test_inputs, "conv3", k=3)
-    assert top["indices"] == expected.indices.tolist() and top["positions"] == expected.positions.tolist()
-    assert len(list((tmp_path / "top").glob("top_conv3_*.png"))) == 16  # 128 maps, 8 per page
+    assert [m["indices"] for m in top["maps"]] == expected.indices.tolist()
+    assert [m["positions"] for m in top["maps"]] == expected.positions.tolist()
+    assert len(list((tmp_path / "top").glob("top_conv3_maps_*.png"))) == 16  # 128 maps, 8 per page
     assert "wrote" in capsys.readouterr().out
 
 

@@ -97,10 +97,23 @@ def test_top_finds_each_maps_strongest_images(trained_run, opened, tmp_path):
     maps = feature_maps(run.model, x, ["conv2"])["conv2"]  # (512, 64, 11, 11)
     peaks = maps.amax((2, 3))  # (512, 64)
     for m in (0, 17, 63):
-        assert report["indices"][m] == torch.sort(peaks[:, m], descending=True, stable=True).indices[:3].tolist()
-        i, (r, c) = report["indices"][m][0], report["positions"][m][0]
-        assert maps[i, m, r, c].item() == pytest.approx(report["values"][m][0], rel=1e-5)
-    assert len(list(tmp_path.glob("top_conv2_*.png"))) == 8  # 64 maps, 8 per page
+        entry = report["maps"][m]
+        assert entry["indices"] == torch.sort(peaks[:, m], descending=True, stable=True).indices[:3].tolist()
+        i, (r, c) = entry["indices"][0], entry["positions"][0]
+        assert maps[i, m, r, c].item() == pytest.approx(entry["values"][0], rel=1e-5)
+    # Pages are named by the maps they hold, and the index says where each map is.
+    assert sorted(p.name for p in tmp_path.glob("top_conv2_maps_*.png")) == [
+        f"top_conv2_maps_{m:02d}-{m + 7:02d}.png" for m in range(0, 64, 8)]
+    assert report["maps"][17]["page"] == "top_conv2_maps_16-23.png" and (tmp_path / report["overview"]).is_file()
+
+
+def test_top_draws_only_the_maps_asked_for(trained_run, tmp_path, capsys):
+    assert run_cli("top", trained_run, "--layer", "conv2", "--maps", "52,3", "--out", tmp_path) == 0
+    assert sorted(p.name for p in tmp_path.glob("top_conv2_maps_*.png")) == ["top_conv2_maps_52_03.png"]
+    assert [m["page"] for m in json.loads((tmp_path / "top_conv2.json").read_text())["maps"][:4]] == [
+        None, None, None, "top_conv2_maps_52_03.png"]
+    assert run_cli("top", trained_run, "--layer", "conv2", "--maps", "64", "--out", tmp_path) == 2
+    assert "conv2 has maps 0-63; there is no map 64" in error_line(capsys)
 
 
 def test_filters_demo_and_its_range_check(trained_run, tmp_path, capsys):

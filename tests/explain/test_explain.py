@@ -100,6 +100,11 @@ def test_errors_command_groups_misclassified_images_by_pair(trained_run, small_m
     first = report["pairs"][0]
     assert all(int(ds.test_labels[i]) == first["true"] for i in first["indices"])
     assert all((tmp_path / p["page"]).is_file() for p in report["pairs"])
+    # The index gives each mistake's probabilities: the predicted class beats the true one, as the model says.
+    probabilities = predict(load_run(trained_run).model, ds.test_images[first["indices"]]).softmax(1)
+    assert first["p_predicted"] == [round(p, 4) for p in probabilities[:, first["predicted"]].tolist()]
+    assert all(p > t for p, t in zip(first["p_predicted"], first["p_true"]))
+    assert (tmp_path / report["overview"]).is_file()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -45,6 +45,8 @@ def add(sub) -> None:
                 run_top)
     t.add_argument("--layer", help="layer (default: the first conv layer)")
     t.add_argument("--k", type=int, default=9, help="images per map (default 9)")
+    t.add_argument("--maps", help="only these maps, e.g. 74,52 or 0-7 (default: every map, 8 a page; "
+                                  "top_LAYER_overview.png shows them all at once)")
     pr = command(sub, "probe", "how well the class can be read off each layer: linear probe and nearest centroid",
                  run_probe)
     pr.add_argument("--layer", action="append", help="probe this layer (repeatable; default: every layer)")
@@ -100,7 +102,8 @@ def run_patterns(args) -> None:
 def run_top(args) -> None:
     from ..jobs.top import top
 
-    print_written(top(args.run, args.layer, args.k, out=args.out).files)
+    maps = parse_indices(args.maps, "--maps") if args.maps else None
+    print_written(top(args.run, args.layer, args.k, maps, out=args.out).files)
 
 
 def run_probe(args) -> None:

@@ -132,11 +132,12 @@ def gallery(images: np.ndarray, titles: list[str], columns: int = 10, suptitle: 
         ax.set_title(suptitle or "nothing to show")
         return fig
     side = images.shape[-1]
-    pad = max(8, side // 3)  # room for a title line above each tile
+    lines = max(title.count("\n") + 1 for title in titles)
+    pad = max(8, side // 3) * lines  # room for the title lines above each tile
     columns = min(columns, len(images))
     canvas, corners = mosaic(images.float(), columns, pad=pad)
     rows = -(-len(images) // columns)
-    fig, ax = plt.subplots(figsize=(columns * 1.1, rows * 1.25 + 0.4))
+    fig, ax = plt.subplots(figsize=(columns * 1.1, rows * (1.0 + 0.25 * lines) + 0.4))
     _show_mosaic(ax, canvas, "gray_r", 0, 255)
     ax.set_ylim(canvas.shape[0] - 0.5, -pad)
     for (top, left), title in zip(corners, titles):
@@ -148,10 +149,11 @@ def gallery(images: np.ndarray, titles: list[str], columns: int = 10, suptitle: 
 
 
 def misclassified(images_u8, labels, predictions, class_names, limit: int = 50) -> Figure:
-    """Return a gallery of misclassified images titled 'pred (true)', as in the articles."""
+    """Return a gallery of misclassified images titled 'pred (true)', as in the articles, over their test index."""
     wrong = np.flatnonzero(np.asarray(predictions) != np.asarray(labels))[:limit]
-    titles = [f"{class_names[int(predictions[i])]} ({class_names[int(labels[i])]})" for i in wrong]
-    return gallery(np.asarray(images_u8)[wrong], titles, suptitle=f"misclassified: pred (true), first {len(wrong)}")
+    titles = [f"#{i}\n{class_names[int(predictions[i])]} ({class_names[int(labels[i])]})" for i in wrong]
+    return gallery(np.asarray(images_u8)[wrong], titles,
+                   suptitle=f"misclassified: test index, pred (true); the first {len(wrong)}")
 
 
 def architecture(table, title: str = "") -> Figure:

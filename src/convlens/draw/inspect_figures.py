@@ -40,19 +40,22 @@ def picture(image: torch.Tensor) -> np.ndarray:
     return image.numpy() if image.dtype == torch.uint8 else image.float().numpy()
 
 
-def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1, row_pad: int | None = None
+           ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Return tiles (N, h, w) or (N, C, h, w) laid out in a grid as one array, gaps NaN, and each tile's (top, left).
 
     One imshow of a mosaic replaces hundreds of axes: drawing 128 maps this way takes milliseconds
-    instead of seconds. Colour tiles give an (H, W, 3) canvas.
+    instead of seconds. Colour tiles give an (H, W, 3) canvas. `row_pad` (default `pad`) leaves room
+    under each row for a caption.
     """
     pictures = [picture(t) for t in tiles]
     n, (h, w) = len(pictures), pictures[0].shape[:2]
-    rows = math.ceil(n / cols)
-    canvas = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, *pictures[0].shape[2:]), np.nan, dtype=np.float32)
+    rows, row_pad = math.ceil(n / cols), pad if row_pad is None else row_pad
+    canvas = np.full((rows * (h + row_pad) - row_pad, cols * (w + pad) - pad, *pictures[0].shape[2:]), np.nan,
+                     dtype=np.float32)
     corners = []
     for i in range(n):
-        top, left = (i // cols) * (h + pad), (i % cols) * (w + pad)
+        top, left = (i // cols) * (h + row_pad), (i % cols) * (w + pad)
         canvas[top : top + h, left : left + w] = pictures[i]
         corners.append((top, left))
     return canvas, corners
@@ -271,7 +274,8 @@ def separation_figure(d: torch.Tensor, mean_maps: torch.Tensor, a: int, b: int, 
 
 
 def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str) -> Figure:
-    """Return, for each map, its top images as receptive-field crops and as whole images with the field outlined."""
+    """Return, for each map, its top images as receptive-field crops and as whole images with the field outlined,
+    each whole image captioned with its test index and the map's activation there."""
     k = top.indices.shape[1]
     channels, height, width = (1, *images_u8.shape[1:]) if images_u8.dim() == 3 else images_u8.shape[1:]
     side = min(field.size, height)
@@ -286,9 +290,10 @@ def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str)
             crops[r * k + j, :, : bt - t, : rt - l] = img[:, t:bt, l:rt]
             wholes[r * k + j] = img
             boxes.append((t, l, bt, rt))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(k * 1.9, len(maps) * 1.0 + 0.8))
+    caption = max(3, round(height * 0.45))  # room under each whole image for "#index value"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(k * 1.9, len(maps) * 1.3 + 0.8))
     crop_canvas, crop_corners = mosaic(crops, k, pad=3)
-    whole_canvas, whole_corners = mosaic(wholes, k, pad=3)
+    whole_canvas, whole_corners = mosaic(wholes, k, pad=3, row_pad=caption)
     _show_mosaic(ax1, crop_canvas, "gray_r", 0, 255)
     _show_mosaic(ax2, whole_canvas, "gray_r", 0, 255)
     frame_tiles(ax1, crop_corners, side, side)
@@ -296,12 +301,39 @@ def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str)
     for (top_, left), (t, l, bt, rt) in zip(whole_corners, boxes):  # not clipped: a field at the border shows whole
         ax2.add_patch(Rectangle((left + l - 0.5, top_ + t - 0.5), rt - l, bt - t, fill=False, color="red", lw=0.8,
                                 clip_on=False))
+    for i, (top_, left) in enumerate(whole_corners):
+        m, j = maps[i // k], i % k
+        ax2.text(left + width / 2 - 0.5, top_ + height + 0.5, f"#{top.indices[m, j].item()} {top.values[m, j]:.3g}",
+                 ha="center", va="top", fontsize=6)
     ticks = [r * (side + 3) + side / 2 for r in range(len(maps))]
     ax1.set_yticks(ticks, [f"map {m}" for m in maps], fontsize=8)
-    ax2.set_yticks([r * (height + 3) + height / 2 for r in range(len(maps))], [f"map {m}" for m in maps], fontsize=8)
+    ax2.set_yticks([r * (height + caption) + height / 2 for r in range(len(maps))], [f"map {m}" for m in maps],
+                   fontsize=8)
     ax1.set_title(f"receptive-field crops ({field.size}x{field.size}) at each map's peak", fontsize=9)
-    ax2.set_title("whole images, field outlined", fontsize=9)
+    ax2.set_title("whole images, field outlined; under each: test index, activation", fontsize=9)
     fig.suptitle(f"{layer}: the top {k} test images per map, strongest first", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def top_overview_figure(images_u8: torch.Tensor, top, field, layer: str) -> Figure:
+    """Return every map's strongest receptive-field crop in one numbered mosaic: the index to a layer's top pages."""
+    channels, height, width = (1, *images_u8.shape[1:]) if images_u8.dim() == 3 else images_u8.shape[1:]
+    side, n = min(field.size, height), top.indices.shape[0]
+    crops = torch.full((n, channels, side, side), float("nan"))
+    for m in range(n):
+        t, l, bt, rt = field.box(*top.positions[m, 0].tolist(), height)
+        crops[m, :, : bt - t, : rt - l] = images_u8[top.indices[m, 0]].float().reshape(channels, height, width)[
+            :, t:bt, l:rt]
+    cols = min(n, 16)
+    rows = math.ceil(n / cols)
+    fig, ax = plt.subplots(figsize=(min(MOSAIC_INCHES, 1.5 + cols * 0.6), min(MOSAIC_INCHES, 1.2 + rows * 0.6)))
+    canvas, corners = mosaic(crops, cols, pad=2)
+    _show_mosaic(ax, canvas, "gray_r", 0, 255)
+    frame_tiles(ax, corners, side, side)
+    number_tiles(ax, n, cols, side, side, pad=2)
+    ax.set_title(f"{layer}: each map's strongest test image, cropped to its {field.size}x{field.size} field "
+                 f"(map = row + column)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -25,7 +25,8 @@ def errors(run: Run | str | Path, method: str = "ig", steps: int = 50, out: str 
     (method,) = check_methods([method])
     run = open_run(run)
     names, labels, x = run.class_names, run.test_labels, run.test_inputs
-    predicted = predict(run.model, run.test_images).argmax(1)
+    probabilities = predict(run.model, run.test_images).softmax(1)
+    predicted = probabilities.argmax(1)
     wrong = torch.nonzero(predicted != labels).flatten()
     pairs: dict[tuple[int, int], list[int]] = {}
     for i in wrong.tolist():
@@ -42,7 +43,21 @@ def errors(run: Run | str | Path, method: str = "ig", steps: int = 50, out: str 
                                       indices[:shown], names[true], names[pred], method)
         files.append(figures.save(fig, page))
         table.append({"true": true, "predicted": pred, "true_name": names[true], "predicted_name": names[pred],
-                      "count": len(indices), "indices": indices, "page": page.name})
-    report = {"method": method, "misclassified": len(wrong), "test_images": len(labels), "pairs": table}
+                      "count": len(indices), "indices": indices, "page": page.name,
+                      "p_predicted": [round(probabilities[i, pred].item(), 4) for i in indices],
+                      "p_true": [round(probabilities[i, true].item(), 4) for i in indices]})
+    overview = figures.save(_overview(run, table), folder / "errors_overview.png")
+    report = {"method": method, "misclassified": len(wrong), "test_images": len(labels), "overview": overview.name,
+              "pairs": table}
     write_json(folder / "errors.json", report)
-    return Result(files + [folder / "errors.json"], report)
+    return Result([overview, *files, folder / "errors.json"], report)
+
+
+def _overview(run: Run, pairs: list[dict]):
+    """One tile per (true, predicted) pair, most frequent first: its most confident mistake, with the pair's count."""
+    surest = [max(range(p["count"]), key=p["p_predicted"].__getitem__) for p in pairs]
+    titles = [f"{p['true_name']}→{p['predicted_name']} ×{p['count']}\n#{p['indices'][j]} p={p['p_predicted'][j]:.2f}"
+              for p, j in zip(pairs, surest)]
+    images = run.test_images[[p["indices"][j] for p, j in zip(pairs, surest)]] if pairs else run.test_images[:0]
+    return figures.gallery(images, titles, suptitle="errors: true→predicted ×count; the surest mistake, its test "
+                           "index and probability; each pair's page is pair_TRUE_PRED.png")

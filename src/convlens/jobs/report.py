@@ -179,11 +179,14 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
     s = Section(title, folder, intro, folded=True)
     captions = {png.name: _caption(png, folder) for png in pngs}
     if folder == "errors" and (run_dir / folder / "errors.json").is_file():  # most frequent error first, as written
-        written = {p["page"]: f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images"
-                   for p in runs.read_json(run_dir / folder / "errors.json")["pairs"]}
+        index = runs.read_json(run_dir / folder / "errors.json")
+        written = {index.get("overview"): "every (true, predicted) pair at a glance: its surest mistake"} | {
+            p["page"]: f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images"
+            for p in index["pairs"]}
         captions = written | {name: c for name, c in captions.items() if name not in written}
         order = {name: k for k, name in enumerate(captions)}
         pngs = sorted(pngs, key=lambda png: order[png.name])
+    pngs = sorted(pngs, key=lambda png: not png.stem.endswith("_overview"))  # top's and errors' index first
     for png in pngs[:MAX_FIGURES_PER_SECTION]:
         files.figure(s, run_dir, png, captions[png.name], wide=True)
     if len(pngs) > MAX_FIGURES_PER_SECTION:
