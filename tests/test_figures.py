@@ -6,6 +6,7 @@ Each figure kind is drawn from small, known inputs and laid out as figures.save 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 from convlens.draw import figures
@@ -83,13 +84,17 @@ def test_sweep_bars_are_errors_from_zero():
 def test_feature_maps_are_numbered_from_outside_their_tiles():
     maps = torch.rand(2, 32, 26, 26)  # 6 a row
     fig = views.feature_map_figure(torch.zeros(2, 28, 28, dtype=torch.uint8), maps, "conv1", ["#0: 7", "#1: 2"])
-    tiles = fig.axes[2]  # axes: the two images, then the two mosaics of maps
-    assert not tiles.texts  # nothing drawn over a map
-    rows = {float(y): t.get_text() for y, t in zip(tiles.get_yticks(), tiles.get_yticklabels())}
-    cols = {float(x): t.get_text() for x, t in zip(tiles.get_xticks(), tiles.get_xticklabels())}
+    tiles = fig.axes[1]  # axes: each image above its mosaic of maps, then the colour bar
+    # Row numbers left of the mosaic, column numbers above it: none over a map.
+    rows = {t.get_position()[1]: t.get_text() for t in tiles.texts if t.get_position()[0] < 0 and t.get_ha() == "right"}
+    cols = {t.get_position()[0]: t.get_text() for t in tiles.texts if t.get_position()[1] > 1 and t.get_ha() == "center"}
+    assert len(rows) + len(cols) == len(tiles.texts)
     assert list(rows.values()) == ["0", "6", "12", "18", "24", "30"] and list(cols.values())[:3] == ["+0", "+1", "+2"]
     # Map 20 is row 3 (from 18), column 2: its centre, with tiles of 26 pixels and gaps of 1, is where both labels point.
     assert rows[3 * 27 + 12.5] == "18" and cols[2 * 27 + 12.5] == "+2"
+    bar = fig.axes[-1]  # one colour bar for both images' maps, in the layer's units
+    assert bar.get_ylabel() == "conv1 activation"
+    assert bar.get_ylim() == pytest.approx((maps.min().item(), maps.max().item()))
     assert_legible(fig)
 
 
@@ -97,7 +102,7 @@ def test_a_layer_of_2048_maps_is_numbered_with_a_few_dozen_labels():
     fig = views.feature_map_figure(torch.zeros(1, 28, 28, dtype=torch.uint8), torch.rand(1, 2048, 7, 7), "layer4",
                                    ["#0: 7"])
     tiles = fig.axes[1]
-    assert not tiles.texts and len(tiles.get_yticks()) + len(tiles.get_xticks()) <= 2 * views.MAX_TICKS
+    assert len(tiles.texts) <= 2 * views.MAX_TICKS and not len(tiles.get_yticks()) + len(tiles.get_xticks())
 
 
 def test_the_misclassified_gallery_names_each_test_index_legibly():
@@ -241,5 +246,6 @@ def test_a_big_layers_maps_stay_a_screen_wide_with_a_pixel_per_map_pixel():
     fig = views.feature_map_figure(torch.rand(1, 3, 224, 224), torch.rand(1, 64, 112, 112), "conv1", ["#0"])
     mosaic_axes = fig.axes[1]
     width_pixels = mosaic_axes.get_window_extent().width * SAVE_DPI / fig.dpi
-    assert fig.get_size_inches()[0] <= MOSAIC_INCHES + 0.1 and width_pixels >= 8 * 113  # every map pixel kept
+    assert mosaic_axes.get_position().width * fig.get_size_inches()[0] <= MOSAIC_INCHES + 0.01
+    assert fig.get_size_inches()[0] <= MOSAIC_INCHES + 2 and width_pixels >= 8 * 113  # every map pixel kept
     assert_legible(fig)

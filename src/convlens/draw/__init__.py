@@ -6,4 +6,4 @@ This file imports nothing, so the CLI can offer the drawing choices without load
 CMAPS = ("gray", "jet", "viridis")  # colour maps for feature maps
 SCALES = ("layer", "map")  # one colour range per layer, or each map stretched alone
 SAVE_DPI = 110  # pixels per inch of every PNG convlens writes
-MOSAIC_INCHES = 16.0  # widest mosaic of maps drawn at more than one pixel per map pixel
+MOSAIC_INCHES = 12.0  # widest mosaic of maps drawn at more than one pixel per map pixel (12 in: 1,320 px)

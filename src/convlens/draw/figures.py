@@ -21,8 +21,16 @@ from .inspect_figures import _show_mosaic, mosaic  # noqa: E402
 
 
 def save(fig: Figure, path: Path, dpi: int = SAVE_DPI) -> Path:
-    """Write a figure as PNG atomically, close it, and return the path."""
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+    """Write a figure as PNG atomically, close it, and return the path.
+
+    A figure laid out by hand (axes placed in inches, none in a grid) is saved as it is; others are
+    trimmed to their contents. Big figures (a ResNet layer's maps) are compressed at zlib level 1:
+    three times faster to encode than the default 6, for files about a third larger.
+    """
+    hand_placed = all(ax.get_subplotspec() is None for ax in fig.axes)
+    big = fig.get_size_inches().prod() * dpi**2 > 1e6
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches=None if hand_placed
+                                                     else "tight", pil_kwargs={"compress_level": 1 if big else 6}))
     plt.close(fig)
     return Path(path)
 
