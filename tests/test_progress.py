@@ -80,3 +80,22 @@ def test_the_bar_shows_the_epochs_running_means_as_its_epoch_line_will(monkeypat
         bar.step(0, torch.tensor(0.6), torch.tensor(2), 4, 0.1)  # a sum of 0.6 over 4 images: a mean of 0.15
         bar.progress.refresh()
         assert "loss 0.1500  acc 0.5000" in screen.getvalue()
+
+
+def test_the_sanity_cascade_and_a_comparison_show_their_stages(monkeypatch):
+    """explain --sanity (64 s) and compare (73 s) were silent after their first line."""
+    import torch
+
+    from convlens.compare import compare_models
+    from convlens.explain import cascading_randomisation
+    from convlens.models import build_model
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=120, color_system=None))
+    torch.manual_seed(0)
+    a, b, x = build_model("simple").eval(), build_model("simple").eval(), torch.rand(12, 1, 28, 28)
+    cascading_randomisation(a, x[:1], torch.tensor([3]), ["saliency"])
+    compare_models(a, b, x)
+    text = screen.getvalue()
+    assert "randomising 4 layers from the top" in text and "4/4" in text  # conv1-3 and the logits
+    assert "matching maps, layer by layer" in text and "3/3" in text

@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..inspection.filters import conv_weight
 from ..inspection.maps import feature_maps
 from ..layers import LayerTable, layer_table
+from ..progress import track
 from ..training import predict
 from .similarity import gram, kernel_similarity, linear_cka, map_correlation, match
 
@@ -104,7 +105,7 @@ def compare_models(a: nn.Module, b: nn.Module, images: torch.Tensor) -> Comparis
         found = feature_maps(b, images, list(to_b.values()))
         maps_b = {name_a: found[name_b] for name_a, name_b in pairs}  # keyed by A's names from here on
     matches = []
-    for i, layer in enumerate(table.convs):
+    for i, layer in enumerate(track(table.convs, "matching maps, layer by layer")):
         corr = map_correlation(maps_a[layer], maps_b[layer])
         matched = match(corr)
         m = LayerMatch(layer, to_b[layer], corr, matched, corr[torch.arange(len(matched)), matched],

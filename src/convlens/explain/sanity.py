@@ -14,6 +14,7 @@ from torch import nn
 
 from ..inspection.hooks import layer_module
 from ..layers import layer_table
+from ..progress import track
 from .methods import attribute
 
 PASSES_BELOW = 0.5  # a map whose rank correlation with the trained one falls this low somewhere depends on the weights
@@ -49,7 +50,7 @@ def cascading_randomisation(model: nn.Module, x: torch.Tensor, target: torch.Ten
     randomised = copy.deepcopy(model)
     torch.manual_seed(seed)
     result = {"layers": layers, "methods": {m: [] for m in methods}, "maps": {m: [original[m]] for m in methods}}
-    for name in layers:
+    for name in track(layers, f"randomising {len(layers)} layers from the top"):
         for module in layer_module(randomised, name).modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
