@@ -124,6 +124,28 @@ def test_oip_gallery_labels_every_tile_and_frames_it():
     assert_legible(fig)
 
 
+def test_oips_are_cropped_to_their_field_beside_the_best_test_image_and_class_oips_say_how_they_are_seen():
+    m = 4
+    images = torch.zeros(m, 1, 1, 28, 28)
+    images[..., 13:16, 13:16] = 1.0  # the centre unit's 3x3 field (of conv1's 26x26 map) white, the rest black
+    oips = OIPs(layer="conv1", objective="mean", index=list(range(m)), images=images, activation=torch.ones(m, 1),
+                start=torch.zeros(m, 1), pre_final=torch.ones(m, 1), steps=8, seconds=0.1)
+    best_images = torch.full((m, 1, 28, 28), 0.5)
+    fig = oip_gallery_figure(oips, torch.ones(m), None, field=(13, 13, 16, 16), best_images=best_images)
+    canvas = fig.axes[0].images[0].get_array()  # RGBA: each tile is the zoomed crop, a gap, the best image
+    assert (canvas[:28, :28, 0] == 255).all()  # the 3x3 crop fills the whole tile
+    assert (canvas[:28, 29:57, 0] == 127).all()  # the test image beside it
+    assert "3x3 receptive field" in fig._suptitle.get_text()
+    assert_legible(fig)
+    logits = OIPs(layer="logits", objective="logit", index=[4, 9], images=torch.rand(2, 1, 1, 28, 28),
+                  activation=torch.ones(2, 1), start=torch.zeros(2, 1), pre_final=torch.ones(2, 1), steps=8,
+                  seconds=0.1)
+    fig = oip_gallery_figure(logits, torch.ones(2), ["4", "9"], classified=["4", "7"])
+    labels = [(t.get_text(), t.get_color()) for t in fig.axes[0].texts]
+    assert labels == [("4: 1 (1.0x), seen as 4", "black"), ("9: 1 (1.0x), seen as 7", "red")]
+    assert_legible(fig)
+
+
 def test_maps_across_images_are_legible():
     torch.manual_seed(0)
     fig = views.maps_across_figure(torch.zeros(3, 28, 28, dtype=torch.uint8), torch.rand(3, 4, 3, 3), "conv3",

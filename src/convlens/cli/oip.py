@@ -46,7 +46,7 @@ def run_oip(args) -> None:
         table.add_column(col, justify="left" if col == "layer" else "right")
     for layer, s in result.data.items():
         table.add_row(layer, str(s["maps"]), f"{s['seconds']:.2f}", f"{s['share_beating_test']:.1%}",
-                      str(s["fired_from_start"]), str(len(s["never_fired"])))
+                      *(("-", "-") if layer == "logits" else (str(s["fired_from_start"]), str(len(s["never_fired"])))))
     console.print(table)
     for layer, s in result.data.items():
         for dead in s["never_fired"]:

@@ -65,15 +65,25 @@ def _write(run: Run, found: list[tuple[OIPs, list[str] | None]], objective: str,
     files, entries, summaries = [], [], {}
     for oips, labels in found:
         layer = oips.layer
-        best_all, _ = best_test_activation(run.model, run.test_inputs, None if layer == "logits" else layer,
-                                           "mean" if layer == "logits" else objective)
+        best_all, which = best_test_activation(run.model, run.test_inputs, None if layer == "logits" else layer,
+                                               "mean" if layer == "logits" else objective)
         best = best_all[oips.index]
-        files.append(figures.save(oip_gallery_figure(oips, best, labels), folder / f"oip_{layer}.png"))
+        classified = None
+        if layer == "logits":  # does the model call each class's OIP by its class?
+            with torch.no_grad():
+                classified = [run.class_names[c] for c in run.model(oips.best).argmax(1).tolist()]
+        field = None
+        if layer != "logits":  # the receptive field of the map's centre unit, where the "center" objective looks
+            _, h, w = run.layers[layer].output_shape
+            field = run.layers[layer].field.box(h // 2, w // 2, run.test_inputs.shape[-2])
+        files.append(figures.save(oip_gallery_figure(oips, best, labels, field=field, classified=classified,
+                                                     best_images=run.test_inputs[which[oips.index]]),
+                                  folder / f"oip_{layer}.png"))
         if starts > 1:
             files.append(figures.save(oip_starts_figure(oips), folder / f"oip_{layer}_starts.png"))
         save_tensors(folder / oip_tensors(layer), {
             "images": oips.images, "activation": oips.activation, "index": torch.tensor(oips.index)})
-        layer_entries = _entries(oips, best, labels)
+        layer_entries = _entries(oips, best, labels, classified)
         entries += layer_entries
         summaries[layer] = _summary(run.model, oips, layer_entries, starts) | {"settings": {
             "objective": oips.objective, "starts": starts, "seed": ascent.seed, "manifold": manifold,
@@ -82,7 +92,7 @@ def _write(run: Run, found: list[tuple[OIPs, list[str] | None]], objective: str,
     return Result(files + [folder / "oip.json"], summaries)
 
 
-def _entries(oips: OIPs, best: torch.Tensor, labels) -> list[dict]:
+def _entries(oips: OIPs, best: torch.Tensor, labels, classified: list[str] | None) -> list[dict]:
     reached = oips.reached
     similarity = oips.similarity()
     rows = []
@@ -94,6 +104,8 @@ def _entries(oips: OIPs, best: torch.Tensor, labels) -> list[dict]:
                "steps": oips.steps, "seconds": oips.seconds}  # seconds: the whole batched search of the layer
         if labels:
             row["class"] = labels[i]
+        if classified:
+            row["classified_as"] = classified[i]
         if oips.images.shape[1] > 1:
             row["start_similarity"] = similarity[i].item()
         rows.append(row)
