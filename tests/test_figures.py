@@ -42,7 +42,8 @@ def assert_legible(fig) -> None:
     assert shown
     small = [(t.get_text(), t.get_fontsize()) for t in shown if t.get_fontsize() * DPI / 72 < 8]
     assert not small, f"text under 8 px: {small[:5]}"
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in shown]
+    # Boxes grown by 2 px: texts that touch ("61% with a partnerconv2d_1") run into each other as read.
+    boxes = [(t.get_text(), t.get_window_extent(renderer).expanded(1, 1).padded(2)) for t in shown]
     over = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
     assert not over, f"text over text: {over[:3]}"
     plt.close(fig)
@@ -215,13 +216,36 @@ def test_matched_pairs_wrap_into_rows_and_a_flat_oip_is_labelled():
     fig = kernel_pairs_figure(torch.randn(n, 1, 3, 3), torch.randn(n, 1, 3, 3), torch.randperm(n), torch.rand(n),
                               ("seed-0", "seed-1"))
     width, height = fig.get_size_inches() * DPI
-    assert len(fig.axes) == 2 * n and width < 1100 and height > 400  # 4 rows of 8 pairs, not one 2,035-px strip
+    assert len(fig.axes) == 2 * n + 1 and width < 1100 and height > 400  # 4 rows of 8 pairs and a colour bar, not a strip
     assert_legible(fig)
     oips = torch.rand(4, 1, 28, 28)
     oips[2] = 0.5  # a search that never made its map fire
     fig = oip_pairs_figure(oips, oips, torch.arange(4), torch.tensor([0.9, 0.8, 0.7, 0.6]), "conv1", ("a", "b"))
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert notes == ["flat: the map\nnever fired"] * 2 and PAIRS_PER_ROW == 8
+    assert_legible(fig)
+
+
+def test_compare_figures_keep_titles_apart_and_legends_off_the_bars():
+    """docs/figures/14-keras-vs-convlens.png read "61% with a partnerconv2d_1"; its legend covered the bars."""
+    from convlens.draw.compare_figures import matched_correlation_figure
+
+    torch.manual_seed(0)
+    layers = {name: torch.rand(n) for name, n in (("conv2d", 32), ("conv2d_1", 64), ("conv2d_2", 128))}
+    untrained = {name: torch.rand(len(corr)) * 0.5 for name, corr in layers.items()}
+    fig = matched_correlation_figure(layers, {"untrained": untrained})
+    assert not any(ax.get_legend() for ax in fig.axes) and len(fig.legends) == 1  # one legend, below the panels
+    legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+    assert all(legend.y1 < ax.get_window_extent().y0 for ax in fig.axes)
+    assert_legible(fig)
+
+
+def test_matched_kernels_have_a_colour_scale():
+    from convlens.draw.compare_figures import kernel_pairs_figure
+
+    fig = kernel_pairs_figure(torch.randn(8, 1, 3, 3), torch.randn(8, 1, 3, 3), torch.arange(8), torch.rand(8), ("a", "b"))
+    bar = fig.axes[-1]
+    assert bar.get_ylabel() == "kernel weight" and bar.get_ylim()[0] == -bar.get_ylim()[1]
     assert_legible(fig)
 
 

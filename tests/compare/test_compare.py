@@ -148,5 +148,5 @@ def test_the_table_the_json_and_the_histogram_give_one_number_at_one_threshold()
     assert s["mean_matched_correlation"] == pytest.approx(0.9) and s["share_with_partner"] == 1.0
     assert "share_at_least_0.9" not in s  # one threshold, not two
     fig = matched_correlation_figure({"conv1": m.live_correlation}, {})
-    assert fig.axes[0].get_title() == "conv1: mean r 0.90, 100% with a partner"
+    assert fig.axes[0].get_title() == "conv1\nmean r 0.90, 100% with a partner"
     assert [line.get_xdata()[0] for line in fig.axes[0].lines] == [PARTNER_R]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..compare.runs_compare import PARTNER_R
@@ -13,10 +15,12 @@ from .inspect_figures import _off, picture
 PAIRS_PER_ROW = 8  # a long strip of 32 pairs at 5-pt type was 2,035 px wide and unreadable
 
 
-def _pairs_figure(pairs: list[tuple[int, int, str]], draw, names: tuple[str, str], title: str) -> Figure:
+def _pairs_figure(pairs: list[tuple[int, int, str]], draw, names: tuple[str, str], title: str,
+                  colours: tuple[ScalarMappable, str] | None = None) -> Figure:
     """Lay out matched pairs (index in A, index in B, caption), A above B, PAIRS_PER_ROW to a row.
 
-    draw(ax, run, index) draws one tile (run 0 is A, 1 is B) and may return a note put on it.
+    draw(ax, run, index) draws one tile (run 0 is A, 1 is B) and may return a note put on it;
+    `colours`, the tiles' colour scale and its label, adds a colour bar at the right.
     """
     rows = -(-len(pairs) // PAIRS_PER_ROW)
     cols = min(len(pairs), PAIRS_PER_ROW)
@@ -35,6 +39,12 @@ def _pairs_figure(pairs: list[tuple[int, int, str]], draw, names: tuple[str, str
         axes[r + 1, c].set_xlabel(caption, fontsize=8)
     fig.suptitle(f"{title}\nA (upper of each pair): {names[0]}; B (lower): {names[1]}", fontsize=9)
     fig.tight_layout()
+    if colours:
+        width = fig.get_size_inches()[0]
+        fig.subplots_adjust(right=1 - 0.9 / width)
+        bar = fig.colorbar(colours[0], cax=fig.add_axes((1 - 0.65 / width, 0.15, 0.12 / width, 0.6)))
+        bar.set_label(colours[1], fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -49,7 +59,8 @@ def kernel_pairs_figure(wa: torch.Tensor, wb: torch.Tensor, matched: torch.Tenso
 
     pairs = [(i, matched[i].item(), f"cos {cosine[i]:.2f}") for i in order]
     return _pairs_figure(pairs, draw, names, "conv1 kernels matched by signed cosine, best first; a kernel and its "
-                                             "negative are different filters")
+                                             "negative are different filters",
+                         (ScalarMappable(Normalize(-lim, lim), "bwr"), "kernel weight"))
 
 
 def oip_pairs_figure(oa: torch.Tensor, ob: torch.Tensor, matched: torch.Tensor, corr: torch.Tensor, layer: str,
@@ -94,7 +105,7 @@ def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: di
     The title's mean and share are the numbers compare prints and writes (over live maps, r >= PARTNER_R).
     density shows shares instead of counts, for a study whose baseline has far fewer pairs than its runs.
     """
-    fig, axes = plt.subplots(1, len(per_layer), figsize=(3.4 * len(per_layer), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(per_layer), figsize=(3.4 * len(per_layer), 3.3), squeeze=False)
     bins = torch.linspace(-0.2, 1.0, 25).numpy()
     for ax, (layer, corr) in zip(axes[0], per_layer.items()):
         untrained = baselines.get("untrained", {}).get(layer)
@@ -103,10 +114,12 @@ def matched_correlation_figure(per_layer: dict[str, torch.Tensor], baselines: di
         ax.hist(corr.numpy(), bins=bins, color="tab:blue", alpha=0.8, label="run vs run", density=density)
         ax.axvline(PARTNER_R, color="k", lw=0.6, ls="--", label=f"partner: r ≥ {PARTNER_R}")
         share = (corr >= PARTNER_R).float().mean()
-        ax.set(title=f"{layer}: mean r {corr.mean():.2f}, {share:.0%} with a partner",
-               xlabel="matched correlation (live maps)", ylabel="density" if density else "maps")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_title(f"{layer}\nmean r {corr.mean():.2f}, {share:.0%} with a partner", fontsize=9)
+        ax.set(xlabel="matched correlation (live maps)", ylabel="density" if density else "maps",
+               xticks=[0, 0.25, 0.5, 0.75, 1])  # none at -0.25, where it met the y axis's 0
+    # One legend for every panel, below them: a legend in each covered its bars.
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 

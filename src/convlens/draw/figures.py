@@ -145,7 +145,9 @@ def gallery(images: np.ndarray, titles: list[str], columns: int = 10, suptitle: 
     columns = min(columns, len(images))
     canvas, corners = mosaic(images.float(), columns, pad=pad)
     rows = -(-len(images) // columns)
-    fig, ax = plt.subplots(figsize=(columns * 1.1, rows * (1.0 + 0.25 * lines) + 0.4))
+    longest = max(len(line) for title in titles for line in title.split("\n"))
+    column_inches = max(1.1, 0.062 * longest + 0.15)  # 8-pt titles such as "T-shirt/top (Sneaker)" stay apart
+    fig, ax = plt.subplots(figsize=(columns * column_inches, rows * (1.0 + 0.25 * lines) + 0.4))
     _show_mosaic(ax, canvas, "gray_r", 0, 255)
     ax.set_ylim(canvas.shape[0] - 0.5, -pad)
     for (top, left), title in zip(corners, titles):

@@ -340,8 +340,9 @@ def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str)
     ax2.set_yticks([r * (height + caption) + height / 2 for r in range(len(maps))], [f"map {m}" for m in maps],
                    fontsize=8)
     ax1.set_title(f"receptive-field crops ({field.size}x{field.size}) at each map's peak", fontsize=9)
-    ax2.set_title("whole images, field outlined; under each: test index, activation", fontsize=9)
-    fig.suptitle(f"{layer}: the top {k} test images per map, strongest first", fontsize=10)
+    ax2.set_title("whole images, field outlined", fontsize=9)
+    fig.suptitle(f"{layer}: the top {k} test images per map, strongest first; under each image: its test index "
+                 "and the map's activation", fontsize=10)
     fig.tight_layout()
     return fig
 

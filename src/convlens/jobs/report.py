@@ -236,5 +236,13 @@ def _compare_section(folder: Path, report: dict, files: Inlined) -> Section:
             + [f"{p['prediction_agreement']:.2%}"] for pair, p in report["pairs"].items()]
     s.table(["pair"] + layers + ["agreement"], rows, numeric_from=1)
     for png in sorted(folder.glob("*.png"))[:MAX_FIGURES_PER_SECTION]:
-        files.figure(s, folder, png, png.name, wide=True)
+        kind, _, pair = png.stem.partition("_")
+        what = COMPARE_FIGURES.get(kind, kind)
+        files.figure(s, folder, png, f"{what}: {pair.replace('_vs_', ' vs ')}" if pair else what, wide=True)
     return s
+
+
+# What each figure of `convlens compare` shows, by the first word of its file name (jobs/compare.py names them).
+COMPARE_FIGURES = {"kernels": "conv1 kernels matched one to one, best first", "cka": "linear CKA between every "
+                   "pair of layers", "matched": "matched correlations per conv layer, beside an untrained network",
+                   "oips": "OIPs of matched maps, most alike first"}
