@@ -50,8 +50,10 @@ class Section:
             plt.close(image)
             image = buffer.getvalue()
         data = base64.b64encode(image).decode("ascii")
-        self.parts.append(f"<figure{' class=wide' if wide else ''}><img alt=\"{html.escape(caption)}\" "
-                          f"src=\"data:image/png;base64,{data}\"><figcaption>{html.escape(caption)}</figcaption></figure>")
+        # A click enlarges the figure to its full size (a checkbox toggles it, in CSS: the page has no scripts).
+        self.parts.append(f"<figure{' class=wide' if wide else ''}><label class=zoom><input type=checkbox>"
+                          f"<img loading=lazy alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
+                          f"</label><figcaption>{html.escape(caption)}</figcaption></figure>")
         return self
 
 
@@ -79,7 +81,11 @@ th, td { padding:.25rem .7rem; border-bottom:1px solid var(--line); text-align:l
 th { background:#f2f4f7; } td.num { text-align:right; font-variant-numeric:tabular-nums; }
 figure { display:inline-block; margin:.6rem 1rem .6rem 0; vertical-align:top; max-width:100%; }
 figure.wide { display:block; }
-figure img { max-width:100%; border:1px solid var(--line); border-radius:6px; }
+figure img { max-width:100%; border:1px solid var(--line); border-radius:6px; cursor:zoom-in; }
+label.zoom input { display:none; }
+label.zoom:has(input:checked) { position:fixed; inset:0; z-index:2; overflow:auto; padding:1rem;
+                                background:#000b; cursor:zoom-out; }
+label.zoom:has(input:checked) img { max-width:none; background:#fff; cursor:zoom-out; }
 figcaption { color:var(--muted); font-size:.85rem; margin-top:.25rem; }
 dl.pairs { columns:3 16rem; font-size:.88rem; margin:.4rem 0; }
 dl.pairs div { display:flex; justify-content:space-between; gap:1rem; border-bottom:1px solid var(--line);
@@ -103,4 +109,5 @@ def render(title: str, subtitle: str, cards: list[tuple[str, str]], sections: li
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><nav>{nav}</nav>"
             f"<main><section id=overview><div class=cards>{card_html}</div></section>{body}</main>"
-            f"<footer>written by convlens report; works offline, no scripts</footer></body></html>\n")
+            f"<footer>written by convlens report; works offline, no scripts; click a figure to see it at full size"
+            f"</footer></body></html>\n")

@@ -40,7 +40,6 @@ ARTIFACTS = {
     "explain": ("Attributions", "convlens explain: which pixels push towards the answer, by several methods (Captum)."),
     "errors": ("Misclassification explorer", "convlens errors: misclassified images explained towards both classes."),
 }
-MAX_FIGURES_PER_SECTION = 12
 MAX_INLINED_PNG = 32 * 2**20  # bytes; the largest figure convlens draws is a few MB
 SAMPLE_CLASSES = (4, 9)  # the articles' pair: a "4" and a "9" look alike to the network
 
@@ -102,7 +101,9 @@ def _report(run_dir: Path, out, log) -> Path:
             files.drawn_unless_safe(run_dir, curves, lambda: figures.curves(drawn)), "curves", wide=True))
     sections.append(_test_section(run_dir, o, metrics, files))
     sections.append(_maps_section(o))
-    sections.append(_kernel_section(o))
+    first = o.layers.convs[:1]
+    if first and not (run_dir / "kernels" / f"kernels_{first[0]}.png").is_file():  # else `kernels` drew them
+        sections.append(_kernel_section(o))
     for folder in runs.INSPECTIONS:
         title, intro = ARTIFACTS[folder]
         if not (pngs := sorted((run_dir / folder).glob("*.png"))):
@@ -187,15 +188,45 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
         order = {name: k for k, name in enumerate(captions)}
         pngs = sorted(pngs, key=lambda png: order[png.name])
     pngs = sorted(pngs, key=lambda png: not png.stem.endswith("_overview"))  # top's and errors' index first
-    for png in pngs[:MAX_FIGURES_PER_SECTION]:
+    for png in pngs:
         files.figure(s, run_dir, png, captions[png.name], wide=True)
-    if len(pngs) > MAX_FIGURES_PER_SECTION:
-        s.text(f"{len(pngs) - MAX_FIGURES_PER_SECTION} more figures in {run_dir / folder}.")
+    for path in sorted((run_dir / folder).glob("explain_*.json")) if folder == "explain" else []:
+        _explain_text(s, runs.read_json(path))
+    if folder == "oip" and (run_dir / folder / "oip.json").is_file():
+        _oip_table(s, runs.read_json(run_dir / folder / "oip.json"))
+    if folder == "errors" and (run_dir / folder / "errors.json").is_file():
+        s.table(["true", "predicted", "images", "test indices", "mean p(predicted)"],
+                [[p["true_name"], p["predicted_name"], p["count"], ", ".join(map(str, p["indices"][:12]))
+                  + (" ..." if p["count"] > 12 else ""),
+                  f"{sum(p['p_predicted']) / p['count']:.2f}" if "p_predicted" in p else "-"] for p in index["pairs"]],
+                numeric_from=2)
     if folder == "probe" and (run_dir / folder / "probe.json").is_file():
         layers = runs.read_json(run_dir / folder / "probe.json")["layers"]
         s.table(["layer", "features", "linear probe", "nearest centroid"],
                 [[n, f"{r['features']:,}", f"{r['linear']:.2%}", f"{r['centroid']:.2%}"] for n, r in layers.items()])
     return s
+
+
+def _explain_text(s: Section, found: dict) -> None:
+    """The numbers an attribution figure cannot show: IG's completeness, and the sanity check's verdicts."""
+    for towards, methods in found["towards"].items():
+        if "relative_delta" in (ig := methods.get("ig", {})):
+            s.text(f"Image {found['index']}, integrated gradients towards {towards}: the pixels' attributions add "
+                   f"up to the logit's rise from a black image ({ig['completeness_gap']:.3f}) within "
+                   f"{ig['relative_delta']:.1%}.")
+    for method, verdict in found.get("sanity", {}).get("verdicts", {}).items():
+        s.text(f"Image {found['index']}, sanity check of {method}: {verdict}.")
+
+
+def _oip_table(s: Section, found: dict) -> None:
+    """Per layer searched: how many OIPs beat the best test image, and which maps never fired, and why."""
+    s.table(["layer", "maps", "beat the best test image", "fired from the start", "never fired", "seconds"],
+            [[layer, v["maps"], f"{v['share_beating_test']:.0%}", "-" if layer == "logits" else v["fired_from_start"],
+              "-" if layer == "logits" else ", ".join(str(d["map"]) for d in v["never_fired"]) or "none",
+              f"{v['seconds']:.1f}"] for layer, v in found["layers"].items()])
+    for layer, v in found["layers"].items():
+        for dead in v["never_fired"]:
+            s.text(f"{layer} map {dead['map']} never fired: {dead['reason']}")
 
 
 def _caption(png: Path, folder: str) -> str:
@@ -235,7 +266,7 @@ def _compare_section(folder: Path, report: dict, files: Inlined) -> Section:
                       f"{'yes' if v['same_order'] else 'no'}" for v in p["layers"].values()]
             + [f"{p['prediction_agreement']:.2%}"] for pair, p in report["pairs"].items()]
     s.table(["pair"] + layers + ["agreement"], rows, numeric_from=1)
-    for png in sorted(folder.glob("*.png"))[:MAX_FIGURES_PER_SECTION]:
+    for png in sorted(folder.glob("*.png")):
         kind, _, pair = png.stem.partition("_")
         what = COMPARE_FIGURES.get(kind, kind)
         files.figure(s, folder, png, f"{what}: {pair.replace('_vs_', ' vs ')}" if pair else what, wide=True)
