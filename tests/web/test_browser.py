@@ -142,6 +142,25 @@ def test_uploading_a_non_image_shows_the_error(page, tmp_path):
     assert "not a readable PNG or JPEG" in page.text_content("#error")
 
 
+def test_an_uploaded_picture_lands_on_the_pad_and_clear_empties_the_maps_too(page, mnist, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(mnist.test_images[3].numpy()).resize((112, 112)).save(tmp_path / "zero.png")
+    shown = page.evaluate("window.convlens.updates")
+    page.set_input_files("#upload", str(tmp_path / "zero.png"))
+    page.wait_for_function(f"() => window.convlens.updates > {shown}")
+    ink = """(id) => { const c = document.getElementById(id), d = c.getContext('2d')
+        .getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) n += d[i] > 128;
+        return n; }"""
+    assert page.evaluate(ink, "pad") > 500 and "draw on it to edit it" in page.text_content("#source")
+    assert predicted(page) == int(mnist.test_labels[3])
+    shown = page.evaluate("window.convlens.updates")
+    page.click("#clear")
+    page.wait_for_function(f"() => window.convlens.updates > {shown}")
+    wait_until_idle(page)
+    assert page.evaluate(ink, "pad") == 0 and page.evaluate(ink, "model-input") == 0  # the maps are an empty pad's
+
+
 def test_hovering_a_map_shows_its_top_inputs(page, artifacts):
     page.hover("canvas[data-layer='conv2']", position={"x": 20, "y": 20})
     page.wait_for_selector("#detail .tops figure")
@@ -225,9 +244,27 @@ def test_an_image_kept_beside_is_compared_with_the_next_one(page):
     assert page.text_content("#keep") == "Stop comparing"
     assert "test image #4" in page.text_content("#layers h2")
     pick_index(page, 7)  # a 9
-    assert page.evaluate(pixels, 'canvas[data-beside-layer="conv1"]') == four  # the kept 4, unchanged
     assert page.evaluate(pixels, 'canvas[data-layer="conv1"]') != four  # the 9, live
     assert page.locator("canvas[data-beside-layer]").count() == page.locator("canvas[data-layer]").count()
+    # One range per layer for both images: each canvas's brightest grey is its peak over the larger of the two.
+    brightest = """([selector, name]) => {  // over the tiles only: the gaps between them are white too
+        const c = document.querySelector(selector), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const l = state.last.layers.find((l) => l.name === name), cols = columnsFor(l.channels);
+        let top = 0;
+        for (let m = 0; m < l.channels; m++) for (let y = 0; y < l.height; y++) for (let x = 0; x < l.width; x++) {
+          const row = Math.floor(m / cols) * (l.height + 1) + y, col = (m % cols) * (l.width + 1) + x;
+          top = Math.max(top, d[(row * c.width + col) * 4]);
+        }
+        return top; }"""
+    for layer in ("conv1", "conv2"):
+        kept, live = page.evaluate(f"""() => [state.beside.result, state.last].map((r) =>
+            r.layers.find((l) => l.name === '{layer}').peak)""")
+        shared = max(kept, live)
+        assert page.evaluate(brightest, [f'canvas[data-beside-layer="{layer}"]', layer]) == pytest.approx(
+            255 * kept / shared, abs=2)
+        assert page.evaluate(brightest, [f'canvas[data-layer="{layer}"]', layer]) == pytest.approx(
+            255 * live / shared, abs=2)
+    assert "share each layer's range" in page.text_content("#layers .scale")
     page.click("#keep")
     assert page.locator("canvas[data-beside-layer]").count() == 0
 

@@ -103,7 +103,8 @@ function setupPad() {
   };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
-  $("clear").addEventListener("click", () => { clear(); $("source").textContent = ""; });
+  // Cleared, the pad is an empty image: the maps and the prediction follow it rather than keep the old stroke.
+  $("clear").addEventListener("click", () => { clear(); state.dirty = true; sendDrawing(); $("source").textContent = ""; });
   state.clearPad = clear;
   // A picked test image goes into the pad as the model saw it, scaled up, so it can be edited by drawing.
   state.loadPad = (result) => {
@@ -182,9 +183,11 @@ async function upload(file) {
       method: "POST", headers: { "Content-Type": file.type || "application/octet-stream" }, body: file,
     });
     if (!result) return;
-    state.clearPad();
+    const editable = state.info.input_shape[0] === 1;  // as a picked test image: into the pad, to draw on
+    if (editable) state.loadPad(result); else state.clearPad();
     await show(result);
-    $("source").textContent = `uploaded ${file.name}, preprocessed the way the data set was made`;
+    $("source").textContent = `uploaded ${file.name}, preprocessed the way the data set was made` +
+      (editable ? "; draw on it to edit it" : "");
   } catch (err) {
     showError(`upload of ${file.name} failed: ${err.message}`);
   }
@@ -197,6 +200,7 @@ async function show(result) {
   drawInput(result);
   drawProbabilities(result);
   for (const layer of result.layers) drawLayer(layer);
+  if (state.beside) for (const layer of state.beside.result.layers) drawLayer(layer, "beside");  // the shared range moved
   window.convlens.updates++;
   const focus = state.pinned || state.hovered;
   if (focus) drawDetailMap(focus.layer, focus.map);
@@ -253,7 +257,8 @@ function buildLayers() {
   const scale = document.createElement("p");
   scale.className = "scale";
   scale.innerHTML = '0 <canvas id="scale" width="256" height="1"></canvas> the layer\'s largest activation for ' +
-    "this image; each layer has its own range";
+    (state.beside ? "either image: the kept and the current image share each layer's range, so they compare"
+                  : "this image; each layer has its own range");
   box.append(title, scale);
   drawScale();
   for (const layer of state.info.layers) {
@@ -319,19 +324,28 @@ function drawLayer(layer, role = "live") {
   const canvas = document.querySelector(`canvas[${attribute}="${layer.name}"]`);
   if (!canvas) return;
   const { channels, height: h, width: w } = layer, cols = columnsFor(channels), data = decode(layer.data);
-  const image = new ImageData(canvas.width, canvas.height), lut = state.lut;
+  const image = new ImageData(canvas.width, canvas.height), lut = state.lut, factor = sharedFactor(layer);
   image.data.fill(255);  // white gaps between maps
   for (let c = 0; c < channels; c++) {
     const x0 = (c % cols) * (w + 1), y0 = Math.floor(c / cols) * (h + 1);
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
-        const v = data[c * h * w + y * w + x], o = ((y0 + y) * canvas.width + x0 + x) * 4;
+        const v = Math.round(data[c * h * w + y * w + x] * factor), o = ((y0 + y) * canvas.width + x0 + x) * 4;
         image.data[o] = lut[v * 3]; image.data[o + 1] = lut[v * 3 + 1]; image.data[o + 2] = lut[v * 3 + 2];
       }
     }
   }
   canvas.getContext("2d").putImageData(image, 0, 0);
   canvas.dataset.updates = String(Number(canvas.dataset.updates) + 1);
+}
+
+function sharedFactor(layer) {
+  // Each image's maps come scaled to its own peak in the layer; kept beside another, both are rescaled to the
+  // larger of the two peaks, so a 4's strong map and a 9's weak one look strong and weak.
+  if (!state.beside) return 1;
+  const peaks = [state.beside.result, state.last].map((r) => (r && r.layers.find((l) => l.name === layer.name) || {}).peak || 0);
+  const shared = Math.max(...peaks);
+  return shared > 0 ? layer.peak / shared : 1;
 }
 
 // ---------- map detail: OIP and top inputs ----------
