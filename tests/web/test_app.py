@@ -61,7 +61,9 @@ def test_info_gives_the_layers_their_shapes_and_the_class_names(client, digits):
     model, ds = digits
     info = client.get("/api/runs/digits").json()
     shapes = {n: list(m.shape[1:]) for n, m in feature_maps(model, torch.zeros(1, 1, 28, 28)).items()}
+    shapes["logits"] = [10, 1, 1]  # the units of a dense layer or the logits, drawn as bars
     assert {l["name"]: [l["channels"], l["height"], l["width"]] for l in info["layers"]} == shapes
+    assert [l["units"] for l in info["layers"]] == [l["name"] == "logits" for l in info["layers"]]
     assert info["classes"] == [str(d) for d in range(10)] and info["test_size"] == len(ds.test_labels)
     assert [l["has_oips"] for l in info["layers"]] == [l["name"] == "conv1" for l in info["layers"]]
     fashion = client.get("/api/runs/fashion").json()
@@ -77,6 +79,9 @@ def test_a_test_image_gets_the_prediction_and_maps_of_the_library(client, digits
     assert result["probabilities"] == pytest.approx(torch.softmax(logits, 0).tolist(), abs=1e-4)
     assert np.array_equal(decode(result["image"]), ds.test_images[index].flatten().numpy())
     maps = feature_maps(model, images_to_device(ds.test_images[index : index + 1], torch.device("cpu")))
+    units = result["layers"].pop()  # the logits, as bars: int8 scaled by their largest magnitude
+    assert units["name"] == "logits" and units["peak"] == pytest.approx(float(logits.abs().max()), rel=1e-4)
+    assert decode(units["data"], np.int8) / 127 * units["peak"] == pytest.approx(logits.numpy(), abs=units["peak"] / 250)
     for layer in result["layers"]:
         expected = maps[layer["name"]][0]
         got = decode(layer["data"]).reshape(expected.shape).astype(np.float32) / 255 * layer["peak"]
@@ -149,7 +154,7 @@ def test_map_detail_gives_the_top_test_images_and_the_stored_oip(client, digits,
     ("get", "/api/runs/digits/test?pick=index&index=99999", {}, 400, "test image 99999 is out of range"),
     ("get", "/api/runs/digits/test?pick=class&label=12", {}, 400, "unknown class '12'"),
     ("get", "/api/runs/digits/maps/conv1/32", {}, 400, "map must be between 0 and 31"),
-    ("get", "/api/runs/digits/maps/dense1/0", {}, 400, "unknown layer"),
+    ("get", "/api/runs/digits/maps/dense1/0", {}, 400, "unknown map layer"),
     ("get", "/api/runs/digits/maps/..%2Fx/0", {}, 404, ""),
 ])
 def test_bad_requests_get_one_clear_4xx(client, method, url, kwargs, status, message):

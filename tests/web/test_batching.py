@@ -23,7 +23,9 @@ def live(trained_run, tmp_path_factory):
 
 
 def maps_of(result: dict) -> list[np.ndarray]:
-    return [np.frombuffer(base64.b64decode(layer["data"]), np.uint8).astype(int) for layer in result["layers"]]
+    """Each layer's values as sent: maps as uint8, a dense layer's or the logits' units as int8."""
+    return [np.frombuffer(base64.b64decode(layer["data"]), np.int8 if layer.get("units") else np.uint8).astype(int)
+            for layer in result["layers"]]
 
 
 def assert_same_analysis(batched: dict, alone: dict) -> None:
@@ -33,7 +35,8 @@ def assert_same_analysis(batched: dict, alone: dict) -> None:
     for got, expected in zip(maps_of(batched), maps_of(alone)):
         assert np.abs(got - expected).max() <= 1  # a float sum in another order may cross a rounding edge
     for got, expected in zip(batched["layers"], alone["layers"]):
-        np.testing.assert_allclose(got["map_peaks"], expected["map_peaks"], atol=2e-4)
+        np.testing.assert_allclose(got.get("map_peaks", got["peak"]), expected.get("map_peaks", expected["peak"]),
+                                   atol=2e-4)
     attribution = [np.frombuffer(base64.b64decode(r["attribution"]["data"]), np.int8).astype(int)
                    for r in (batched, alone)]
     assert np.abs(attribution[0] - attribution[1]).max() <= 1

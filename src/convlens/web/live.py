@@ -73,7 +73,8 @@ class LiveRun:
         self.name = self.path.name
         self.run: Run = load_run(self.path)
         self.model = self.run.model
-        self.layers = self.run.layers.map_layers
+        # Every map layer, then the dense layers and the logits, which the page draws as bars.
+        self.layers = self.run.layers.map_layers + self.run.layers.names("dense", "logits")
         self.lock = threading.Lock()
         self._top: dict[str, object] = {}
         self._warm_up()
@@ -106,7 +107,8 @@ class LiveRun:
 
     @property
     def layer_shapes(self) -> dict[str, tuple[int, int, int]]:
-        return {name: self.run.layers[name].output_shape for name in self.layers}
+        """(C, H, W) of each layer; a vector of N units is (N, 1, 1)."""
+        return {name: (*self.run.layers[name].output_shape, 1, 1)[:3] for name in self.layers}
 
     def info(self) -> dict:
         """Return what the page needs to lay itself out: classes, layers and their shapes, what exists."""
@@ -121,8 +123,8 @@ class LiveRun:
             "test_size": len(self.dataset.test_labels),
             "preprocess": preprocessor_for(self.run.config.data.dataset),
             "input_shape": list(self.run.layers.input_shape),
-            "layers": [{"name": n, "channels": c, "height": h, "width": w, "has_oips": self.run.has_oips(n)}
-                       for n, (c, h, w) in self.layer_shapes.items()],
+            "layers": [{"name": n, "channels": c, "height": h, "width": w, "has_oips": self.run.has_oips(n),
+                        "units": not self.run.layers[n].is_map} for n, (c, h, w) in self.layer_shapes.items()],
         }
 
     def prepare_upload(self, data: bytes) -> Prepared:
@@ -180,13 +182,14 @@ class LiveRun:
         with self.lock:
             with torch.no_grad(), capture(self.model, self.layers) as out:
                 logits = self.model(x)
-                maps = {name: out[name] for name in self.layers}  # (B, C, H, W) each
+                maps = {name: out[name] for name in self.layers}  # (B, C, H, W) each, or (B, N) units
             predicted = logits.argmax(1)
             wanted = [i for i, p in enumerate(images) if p.attribution]
             overlays = dict(zip(wanted, attribute(self.model, x[wanted], predicted[wanted], "ig", steps=ATTRIBUTION_STEPS,
                                                   completeness=False).maps)) if wanted else {}
         probabilities = torch.softmax(logits, 1).tolist()
-        layers = [_encode_maps(name, m) for name, m in maps.items()]  # per layer, one entry per image
+        layers = [(_encode_maps if m.dim() == 4 else _encode_units)(name, m)  # per layer, one entry per image
+                  for name, m in maps.items()]
         results = []
         for i, p in enumerate(images):
             results.append({
@@ -217,8 +220,8 @@ class LiveRun:
 
     def map_detail(self, layer: str, map_index: int) -> dict:
         """Return a map's OIP (when `convlens oip` stored one) and the test images that drive it hardest."""
-        if layer not in self.layers:
-            raise UserError(f"unknown layer '{layer}'; layers are {', '.join(self.layers)}")
+        if layer not in self.run.layers.map_layers:
+            raise UserError(f"unknown map layer '{layer}'; map layers are {', '.join(self.run.layers.map_layers)}")
         channels = self.layer_shapes[layer][0]
         if not 0 <= map_index < channels:
             raise UserError(f"map must be between 0 and {channels - 1} for {layer}")
@@ -263,6 +266,16 @@ def _encode_maps(name: str, maps: torch.Tensor) -> list[dict]:
     return [{"name": name, "channels": c, "height": h, "width": w, "peak": round(peak, 5),
              "map_peaks": map_peaks[i], "data": b64(scaled[i])}
             for i, peak in enumerate(peaks.tolist())]
+
+
+def _encode_units(name: str, units: torch.Tensor) -> list[dict]:
+    """Return each image's units of a dense layer or the logits (B, N) as int8 in [-127, 127], scaled by that
+    image's largest magnitude in the layer (its "peak"): the page draws them as bars up and down."""
+    peaks = units.abs().amax(1)  # (B,)
+    scaled = (units * (127 / torch.where(peaks > 0, peaks, torch.ones_like(peaks)))[:, None]).round_()
+    values = scaled.to(torch.int8).contiguous().numpy()
+    return [{"name": name, "channels": units.shape[1], "height": 1, "width": 1, "units": True,
+             "peak": round(peak, 5), "data": b64(values[i])} for i, peak in enumerate(peaks.tolist())]
 
 
 def _encode_signed(attribution: torch.Tensor) -> dict:

@@ -267,10 +267,11 @@ function buildLayers() {
     row.className = "side-by-side";
     // Layer names come from graph.json, which anyone may have written: text only, never markup.
     const small = document.createElement("small");
-    small.textContent = ` ${layer.channels} maps of ${layer.height}x${layer.width}${layer.has_oips ? ", OIPs stored" : ""}`;
+    small.textContent = layer.units ? ` ${layer.channels} units, one bar each (up: positive, down: negative)`
+      : ` ${layer.channels} maps of ${layer.height}x${layer.width}${layer.has_oips ? ", OIPs stored" : ""}`;
     heading.append(String(layer.name), small);
-    const canvases = state.beside ? [layerCanvas(layer, "beside"), layerCanvas(layer, "live")] : [layerCanvas(layer, "live")];
-    row.append(...canvases.map((canvas) => numbered(canvas, layer)));
+    const roles = state.beside ? ["beside", "live"] : ["live"];
+    row.append(...roles.map((role) => (layer.units ? unitsCanvas(layer, role) : numbered(layerCanvas(layer, role), layer))));
     div.append(heading, row);
     box.append(div);
   }
@@ -291,6 +292,33 @@ function layerCanvas(layer, role) {
   canvas.addEventListener("mousemove", (e) => hover(e, layer, canvas));
   canvas.addEventListener("click", (e) => { const m = mapAt(e, layer, canvas); if (m !== null) pin(layer.name, m); });
   return canvas;
+}
+
+function unitsCanvas(layer, role) {
+  // A dense layer or the logits: a bar per unit, from a midline, scaled like the maps (by the layer's peak).
+  const canvas = document.createElement("canvas"), bar = Math.max(1, Math.min(16, Math.floor(480 / layer.channels)));
+  canvas.width = layer.channels * bar;  // 10 logits: 48-px bars; 2,048 units: 1 px each
+  canvas.height = 2 * BAR_HEIGHT + 1;
+  canvas.className = "units";
+  canvas.dataset.bar = String(bar);
+  canvas.style.width = `${Math.min(canvas.width, 640) / (state.beside ? 2 : 1)}px`;
+  canvas.dataset[role === "live" ? "layer" : "besideLayer"] = layer.name;
+  canvas.dataset.updates = "0";
+  return canvas;
+}
+const BAR_HEIGHT = 40;  // canvas pixels: a bar's height at the layer's peak
+
+function drawUnits(canvas, layer) {
+  const ctx = canvas.getContext("2d"), values = new Int8Array(decode(layer.data).buffer), factor = sharedFactor(layer);
+  const bar = Number(canvas.dataset.bar), gap = bar > 2 ? 1 : 0;
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = "#ccc"; ctx.fillRect(0, BAR_HEIGHT, canvas.width, 1);  // the zero line
+  values.forEach((v, k) => {
+    const height = Math.round((Math.abs(v) / 127) * factor * BAR_HEIGHT);
+    ctx.fillStyle = v >= 0 ? "#2f6fed" : "#e0474c";
+    ctx.fillRect(k * bar, v >= 0 ? BAR_HEIGHT - height : BAR_HEIGHT + 1, bar - gap, height);
+  });
+  canvas.dataset.updates = String(Number(canvas.dataset.updates) + 1);
 }
 
 function numbered(canvas, layer) {
@@ -323,6 +351,7 @@ function drawLayer(layer, role = "live") {
   const attribute = role === "live" ? "data-layer" : "data-beside-layer";
   const canvas = document.querySelector(`canvas[${attribute}="${layer.name}"]`);
   if (!canvas) return;
+  if (layer.units) return drawUnits(canvas, layer);
   const { channels, height: h, width: w } = layer, cols = columnsFor(channels), data = decode(layer.data);
   const image = new ImageData(canvas.width, canvas.height), lut = state.lut, factor = sharedFactor(layer);
   image.data.fill(255);  // white gaps between maps
