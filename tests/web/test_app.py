@@ -64,6 +64,9 @@ def test_info_gives_the_layers_their_shapes_and_the_class_names(client, digits):
     shapes["logits"] = [10, 1, 1]  # the units of a dense layer or the logits, drawn as bars
     assert {l["name"]: [l["channels"], l["height"], l["width"]] for l in info["layers"]} == shapes
     assert [l["units"] for l in info["layers"]] == [l["name"] == "logits" for l in info["layers"]]
+    graph = {node["name"]: node for node in info["graph"]}  # the layer graph: a chain here, one row per layer
+    assert list(graph)[:3] == ["input", "conv1", "pool1"] and graph["conv1"]["inputs"] == ["input"]
+    assert [graph[n]["row"] for n in graph] == list(range(len(graph))) and graph["pool1"]["inputs"] == ["conv1"]
     assert info["classes"] == [str(d) for d in range(10)] and info["test_size"] == len(ds.test_labels)
     assert [l["has_oips"] for l in info["layers"]] == [l["name"] == "conv1" for l in info["layers"]]
     fashion = client.get("/api/runs/fashion").json()

@@ -104,6 +104,20 @@ def test_every_layer_renders_its_maps(page, served):
         assert layer["updates"] >= 1 and layer["lit"] > 0, layer
 
 
+def test_the_model_graph_opens_a_layers_maps_with_a_click(page):
+    page.click("#graph-panel summary")
+    nodes = page.evaluate("[...document.querySelectorAll('#graph g[data-node]')].map(g => g.dataset.node)")
+    info = page.evaluate("fetch('/api/runs/fast-mnist').then(r => r.json())")
+    assert nodes == ["input"] + [layer["name"] for layer in info["graph"][1:]] and "flatten" in nodes
+    page.evaluate("window.scrollTo(0, 0)")
+    page.click("#graph g[data-node='logits']")
+    page.wait_for_function("document.querySelector('canvas[data-layer=\"logits\"]').closest('.layer')"
+                           ".classList.contains('flash')")
+    box = page.locator("canvas[data-layer='logits']").bounding_box()
+    assert 0 <= box["y"] <= page.viewport_size["height"]  # scrolled into view
+    assert page.locator("#graph g.shown").count() == len(info["layers"])  # flatten has no maps: not clickable
+
+
 def test_a_picked_test_image_is_predicted_as_by_eval(page, mnist_run):
     model = runs.load_run(mnist_run).model
     ds = load_dataset("mnist")

@@ -125,7 +125,21 @@ class LiveRun:
             "input_shape": list(self.run.layers.input_shape),
             "layers": [{"name": n, "channels": c, "height": h, "width": w, "has_oips": self.run.has_oips(n),
                         "units": not self.run.layers[n].is_map} for n, (c, h, w) in self.layer_shapes.items()],
+            "graph": self.graph(),
         }
+
+    def graph(self) -> list[dict]:
+        """Every layer as a node of the layer graph (graph_figure.graph_layout's column and row), with the layers
+        it reads, its shape, parameters and receptive field: the page draws it, and a click opens the maps."""
+        from ..draw.graph_figure import graph_layout
+
+        table, places = self.run.layers, graph_layout(self.run.layers)
+        nodes = [{"name": "input", "kind": "input", "inputs": [], "shape": list(table.input_shape), "params": 0,
+                  "field": 1}]
+        nodes += [{"name": layer.name, "kind": layer.kind, "inputs": list(layer.inputs or ("input",)),
+                   "shape": list(layer.output_shape), "params": layer.params, "field": layer.field.size}
+                  for layer in table]
+        return [node | {"column": places[node["name"]][0], "row": places[node["name"]][1]} for node in nodes]
 
     def prepare_upload(self, data: bytes) -> Prepared:
         """Decode a PNG/JPEG (a photo or a saved drawing) and preprocess it like the data set."""

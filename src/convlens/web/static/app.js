@@ -278,6 +278,58 @@ function buildLayers() {
   if (state.beside) for (const layer of state.beside.result.layers) drawLayer(layer, "beside");
 }
 
+function buildGraph() {
+  // The model as a graph, one box per layer at graph_layout's column and row, arrows from the layers it reads
+  // (branches and joins); a layer whose maps or units the page shows opens them with a click.
+  const nodes = state.info.graph, shown = new Set(state.info.layers.map((l) => l.name));
+  const W = 172, H = 44, BOX_W = 158, BOX_H = 32, left = Math.min(...nodes.map((n) => n.column));
+  const at = Object.fromEntries(nodes.map((n) => [n.name, [(n.column - left) * W + 4, n.row * H + 4]]));
+  const svgNS = "http://www.w3.org/2000/svg", svg = document.createElementNS(svgNS, "svg");
+  const width = (Math.max(...nodes.map((n) => n.column)) - left + 1) * W + 48;  // room at the right for skip arcs
+  const height = (Math.max(...nodes.map((n) => n.row)) + 1) * H + 8;
+  Object.entries({ width, height, viewBox: `0 0 ${width} ${height}` }).forEach(([k, v]) => svg.setAttribute(k, v));
+  const element = (name, attributes, parent = svg) => {
+    const e = document.createElementNS(svgNS, name);
+    Object.entries(attributes).forEach(([k, v]) => e.setAttribute(k, v));
+    parent.append(e);
+    return e;
+  };
+  for (const n of nodes) for (const source of n.inputs) {
+    const [x0, y0] = at[source], [x1, y1] = at[n.name];
+    if (x0 === x1 && y1 - y0 > H) {  // a skip down one column would hide behind the boxes it passes: arc beside them
+      element("path", { d: `M${x0 + BOX_W},${y0 + BOX_H / 2} C${x0 + BOX_W + 40},${y0 + BOX_H / 2} ` +
+                           `${x1 + BOX_W + 40},${y1 + BOX_H / 2} ${x1 + BOX_W},${y1 + BOX_H / 2}` });
+    } else {  // from the bottom of the input to the top of the node
+      element("path", { d: `M${x0 + BOX_W / 2},${y0 + BOX_H} C${x0 + BOX_W / 2},${y1 - 6} ${x1 + BOX_W / 2},` +
+                           `${y0 + BOX_H + 6} ${x1 + BOX_W / 2},${y1}` });
+    }
+  }
+  for (const n of nodes) {
+    const [x, y] = at[n.name], g = element("g", { "data-node": n.name });
+    element("rect", { x, y, width: BOX_W, height: BOX_H }, g);
+    // Names come from graph.json, which anyone may have written: set as text, never as markup.
+    element("text", { x: x + 5, y: y + 13 }, g).textContent = n.name.length > 24 ? `${n.name.slice(0, 23)}…` : n.name;
+    const details = [n.shape.join("x"), n.params ? `${n.params.toLocaleString()} p` : "", n.field > 1 ? `rf ${n.field}` : ""];
+    element("text", { x: x + 5, y: y + 26 }, g).textContent = details.filter(Boolean).join(" · ");
+    element("title", {}, g).textContent = `${n.name} (${n.kind})`;
+    if (shown.has(n.name)) {
+      g.classList.add("shown");
+      g.addEventListener("click", () => openLayer(n.name));
+    }
+  }
+  $("graph").replaceChildren(svg);
+}
+
+function openLayer(name) {
+  // Scroll the layer's maps (or bars) into view and flash them, so the eye finds them.
+  const canvas = document.querySelector(`canvas[data-layer="${CSS.escape(name)}"]`);
+  if (!canvas) return;
+  const box = canvas.closest(".layer");
+  box.scrollIntoView({ block: "center" });
+  box.classList.add("flash");
+  setTimeout(() => box.classList.remove("flash"), 1200);
+}
+
 function layerCanvas(layer, role) {
   // role "live" follows the pad; "beside" holds the kept image. The live canvas keeps data-layer, which tests read.
   const canvas = document.createElement("canvas");
@@ -481,6 +533,7 @@ async function openRun(name) {
   $("index").max = i.test_size - 1;
   // The pad draws grey digits; a colour model takes a picture: upload it, or drop it anywhere on the page.
   $("pad").parentElement.hidden = i.input_shape[0] !== 1;  // the pad with its hint
+  buildGraph();
   buildLayers();
   await pickTest("pick=index&index=0", "", false);  // maps to look at from the start, the pad left empty
 }
