@@ -103,6 +103,18 @@ def test_the_notebook_runs_top_to_bottom(small_mnist, small_fashion, tmp_path, m
     assert len(figures) >= 10
 
 
+def test_the_committed_notebook_reads_with_its_outputs_on_a_code_host():
+    """examples/tour.ipynb is committed executed (on all of MNIST), so it reads without being run."""
+    import nbformat
+
+    notebook = nbformat.read(DOCS.parent / "examples" / "tour.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))  # in order, top to bottom
+    outputs = [o for cell in code for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert len([o for o in outputs if "image/png" in o.get("data", {})]) >= 10
+
+
 def test_make_docs_writes_each_blocks_times_under_it_and_replaces_the_old_ones():
     page = "## 13\n\n```bash\nconvlens report runs/tour\nconvlens serve runs/tour\n```\n\nnext\n"
     once = tour_runner.stamp_times(page, {"convlens report runs/tour": 6.2})
