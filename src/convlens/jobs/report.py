@@ -179,8 +179,9 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
                       files: Inlined) -> Section:
     s = Section(title, folder, intro, folded=True)
     captions = {png.name: _caption(png, folder) for png in pngs}
-    if folder == "errors" and (run_dir / folder / "errors.json").is_file():  # most frequent error first, as written
-        index = runs.read_json(run_dir / folder / "errors.json")
+    index = runs.read_json(run_dir / folder / "errors.json") if folder == "errors" and (
+        run_dir / folder / "errors.json").is_file() else None
+    if index:  # most frequent error first, as written
         written = {index.get("overview"): "every (true, predicted) pair at a glance: its surest mistake"} | {
             p["page"]: f"true {p['true_name']}, predicted {p['predicted_name']}: {p['count']} images"
             for p in index["pairs"]}
@@ -194,7 +195,7 @@ def _artifact_section(folder: str, title: str, intro: str, pngs: list[Path], run
         _explain_text(s, runs.read_json(path))
     if folder == "oip" and (run_dir / folder / "oip.json").is_file():
         _oip_table(s, runs.read_json(run_dir / folder / "oip.json"))
-    if folder == "errors" and (run_dir / folder / "errors.json").is_file():
+    if index:
         s.table(["true", "predicted", "images", "test indices", "mean p(predicted)"],
                 [[p["true_name"], p["predicted_name"], p["count"], ", ".join(map(str, p["indices"][:12]))
                   + (" ..." if p["count"] > 12 else ""),
