@@ -149,3 +149,13 @@ def test_a_result_shows_its_figures_inline_in_a_notebook_and_reprs_in_a_line(tra
     inlined = [base64.b64decode(chunk.split("'")[0]) for chunk in page.split("data:image/png;base64,")[1:]]
     assert inlined == [(tmp_path / "maps_conv1.png").read_bytes(), (tmp_path / "maps_conv2.png").read_bytes()]
     assert str(tmp_path / "maps_conv2.png") in page
+
+
+def test_a_run_reprs_in_a_line_and_shows_its_plots_in_a_notebook(mnist_run):
+    from convlens.runs import Run
+
+    run = Run(mnist_run)
+    accuracy = run.metrics["test_accuracy"]
+    assert repr(run) == f"Run({mnist_run}: fast-mlp on mnist, 1 epoch, test accuracy {accuracy:.2%})"
+    page = run._repr_html_()
+    assert page.count("data:image/png;base64,") == 3 and str(mnist_run / "plots" / "curves.png") in page

@@ -160,6 +160,20 @@ class Run:
         self.path = Path(path)
         self.config = read_config(self.path)
 
+    def __repr__(self) -> str:
+        """One line: what the run is and how well it does."""
+        accuracy = f", test accuracy {self.metrics['test_accuracy']:.2%}" if self.metrics else ""
+        epochs = len(self.history)
+        what = f"imported from {self.imported['format']}" if self.imported else f"{epochs} epoch{'s' * (epochs != 1)}"
+        return f"Run({self.path}: {self.config.model.model} on {self.config.data.dataset}, {what}{accuracy})"
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the line above and the run's plots (curves, confusion matrix, misclassified gallery)."""
+        from .jobs import figures_html
+
+        return figures_html(repr(self), [self.path / PLOTS / name for name in (CURVES, CONFUSION, MISCLASSIFIED)
+                                         if (self.path / PLOTS / name).is_file()])
+
     def file(self, name: str) -> Path:
         """Return the path of a file of the folder (CONFIG, METRICS, ...)."""
         return self.path / name

@@ -289,6 +289,30 @@ def test_an_image_kept_beside_is_compared_with_the_next_one(page):
     assert page.locator("canvas[data-beside-layer]").count() == 0
 
 
+def test_two_grids_side_by_side_stay_in_their_panel_and_small_tiles_drop_their_numbers(page):
+    """At half size conv3's grid spilled out of its panel, its number overlay slid off, numbers hid the maps."""
+    pick_index(page, 4)
+    page.click("#keep")
+    pick_index(page, 7)
+    boxes = page.evaluate("""() => { const panel = document.getElementById('layers').getBoundingClientRect();
+        return [...document.querySelectorAll('.tiles')].map((box) => {
+            const c = box.querySelector('canvas'), r = c.getBoundingClientRect(), b = box.getBoundingClientRect();
+            const numbers = box.querySelector('.numbers'), shown = getComputedStyle(numbers).display !== 'none';
+            const tile = r.width / c.width * (state.info.layers.find((l) => l.name === (c.dataset.layer ||
+                c.dataset.besideLayer)).width + 1);
+            return {inside: r.left >= panel.left && r.right <= panel.right, tile, shown,
+                    overlay: [b.width - r.width, b.height - r.height,
+                              shown ? numbers.getBoundingClientRect().width - r.width : 0]};
+        }); }""")
+    maps = page.evaluate("state.info.layers.filter((l) => !l.units).length")
+    assert len(boxes) == 2 * maps  # every map layer, kept and live
+    for box in boxes:
+        assert box["inside"], box
+        assert all(abs(d) <= 1 for d in box["overlay"]), box  # the numbers' grid lies on its canvas
+        assert box["shown"] == (box["tile"] >= 26), box
+    assert any(box["shown"] for box in boxes) and not all(box["shown"] for box in boxes)
+
+
 def test_the_maps_carry_their_colour_scale_in_the_chosen_colours(page):
     ends = """() => { const c = document.getElementById('scale'), d = c.getContext('2d').getImageData(0, 0, 256, 1).data;
         return [Array.from(d.slice(0, 3)), Array.from(d.slice(255 * 4, 255 * 4 + 3))]; }"""

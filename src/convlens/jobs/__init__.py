@@ -26,21 +26,25 @@ class Result:
         return f"Result({len(self.files)} files: {names}; data: {', '.join(list(self.data)[:6])})"
 
     def _repr_html_(self) -> str:
-        """Each figure inline (at most INLINE_FIGURES, each at most INLINE_BYTES), under its file name."""
-        import base64
-        import html
+        return figures_html(repr(self), [Path(f) for f in self.files if str(f).endswith(".png")])
 
-        figures = [Path(f) for f in self.files if str(f).endswith(".png")]
-        parts = [f"<p>{html.escape(repr(self))}</p>"]
-        for png in figures[:INLINE_FIGURES]:
-            if png.is_file() and png.stat().st_size <= INLINE_BYTES:
-                data = base64.b64encode(png.read_bytes()).decode()
-                parts.append(f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%'>"
-                             f"<figcaption>{html.escape(str(png))}</figcaption></figure>")
-        if len(figures) > INLINE_FIGURES:
-            folder = html.escape(str(figures[0].parent))
-            parts.append(f"<p>{len(figures) - INLINE_FIGURES} more figures in {folder}</p>")
-        return "\n".join(parts)
+
+def figures_html(line: str, figures: list[Path]) -> str:
+    """A notebook's view of a result or a run: a line, then each figure inline (at most INLINE_FIGURES, each at
+    most INLINE_BYTES), under its file name."""
+    import base64
+    import html
+
+    parts = [f"<p>{html.escape(line)}</p>"]
+    for png in figures[:INLINE_FIGURES]:
+        if png.is_file() and png.stat().st_size <= INLINE_BYTES:
+            data = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%'>"
+                         f"<figcaption>{html.escape(str(png))}</figcaption></figure>")
+    if len(figures) > INLINE_FIGURES:
+        folder = html.escape(str(figures[0].parent))
+        parts.append(f"<p>{len(figures) - INLINE_FIGURES} more figures in {folder}</p>")
+    return "\n".join(parts)
 
 
 INLINE_FIGURES = 12  # figures a notebook shows of one result; the rest are named

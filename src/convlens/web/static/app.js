@@ -276,7 +276,21 @@ function buildLayers() {
     box.append(div);
   }
   if (state.beside) for (const layer of state.beside.result.layers) drawLayer(layer, "beside");
+  fitNumbers();
 }
+
+const MIN_NUMBERED_TILE = 26;  // CSS px: a three-digit number at 9 px covers less than half such a tile
+
+function fitNumbers() {
+  // Where the grids shrank to fit (two side by side), small tiles drop their numbers rather than hide the maps.
+  const shapes = Object.fromEntries(state.info.layers.map((l) => [l.name, l]));
+  for (const box of document.querySelectorAll(".tiles")) {
+    const canvas = box.querySelector("canvas"), layer = shapes[canvas.dataset.layer || canvas.dataset.besideLayer];
+    const tile = (canvas.getBoundingClientRect().width / canvas.width) * (layer.width + 1);
+    box.classList.toggle("small-tiles", tile < MIN_NUMBERED_TILE);
+  }
+}
+window.addEventListener("resize", () => { if (state.info) fitNumbers(); });
 
 function buildGraph() {
   // The model as a graph, one box per layer at graph_layout's column and row, arrows from the layers it reads
