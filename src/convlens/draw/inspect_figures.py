@@ -314,12 +314,8 @@ def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str)
     boxes = []
     for r, m in enumerate(maps):
         for j in range(k):
-            idx, (row, col) = top.indices[m, j].item(), top.positions[m, j].tolist()
-            t, l, bt, rt = field.box(row, col, height)
-            img = images_u8[idx].float().reshape(channels, height, width)
-            crops[r * k + j, :, : bt - t, : rt - l] = img[:, t:bt, l:rt]
-            wholes[r * k + j] = img
-            boxes.append((t, l, bt, rt))
+            wholes[r * k + j], box = _field_crop(images_u8, top, field, m, j, crops[r * k + j])
+            boxes.append(box)
     caption = max(3, round(height * 0.45))  # room under each whole image for "#index value"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(k * 1.9, len(maps) * 1.3 + 0.8))
     crop_canvas, crop_corners = mosaic(crops, k, pad=3)
@@ -347,15 +343,23 @@ def top_figure(images_u8: torch.Tensor, top, field, maps: list[int], layer: str)
     return fig
 
 
+def _field_crop(images_u8: torch.Tensor, top, field, m: int, j: int, crop: torch.Tensor):
+    """Copy map m's j-th top image, cut to the receptive field at its peak, into `crop` (C, side, side; NaN where
+    the field leaves the image); return the whole image (C, H, W) and the field's box in it."""
+    channels, height, width = crop.shape[0], *images_u8.shape[-2:]
+    image = images_u8[top.indices[m, j]].float().reshape(channels, height, width)
+    t, l, b, r = field.box(*top.positions[m, j].tolist(), height)
+    crop[:, : b - t, : r - l] = image[:, t:b, l:r]
+    return image, (t, l, b, r)
+
+
 def top_overview_figure(images_u8: torch.Tensor, top, field, layer: str) -> Figure:
     """Return every map's strongest receptive-field crop in one numbered mosaic: the index to a layer's top pages."""
     channels, height, width = (1, *images_u8.shape[1:]) if images_u8.dim() == 3 else images_u8.shape[1:]
     side, n = min(field.size, height), top.indices.shape[0]
     crops = torch.full((n, channels, side, side), float("nan"))
     for m in range(n):
-        t, l, bt, rt = field.box(*top.positions[m, 0].tolist(), height)
-        crops[m, :, : bt - t, : rt - l] = images_u8[top.indices[m, 0]].float().reshape(channels, height, width)[
-            :, t:bt, l:rt]
+        _field_crop(images_u8, top, field, m, 0, crops[m])
     cols = min(n, 16)
     rows = math.ceil(n / cols)
     fig, ax = plt.subplots(figsize=(min(MOSAIC_INCHES, 1.5 + cols * 0.6), min(MOSAIC_INCHES, 1.2 + rows * 0.6)))

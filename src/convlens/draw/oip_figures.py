@@ -19,8 +19,9 @@ def oip_gallery_figure(oips, best_test: torch.Tensor | None = None, labels: list
     With best_test, the annotation is the ratio to the best test image too; a red label marks a map
     that no real digit is beaten on, and a '-' one that never fired. `field`, the centre unit's receptive
     field (top, left, bottom, right) where smaller than the image, crops each OIP to it, zoomed to the
-    tile: a 3x3 field's wish is nine pixels, not a 28x28 wallpaper of it. `best_images` (M, C, H, W), the test image each map likes
-    best, goes right of its OIP; `classified` names what the model calls each class OIP.
+    tile: a 3x3 field's wish is nine pixels, not a 28x28 wallpaper of it. `best_images` (M, C, H, W), the
+    test image each map likes best, goes right of its OIP; `classified` names what the model calls each
+    class OIP.
     """
     best = oips.best
     side = best.shape[-2]

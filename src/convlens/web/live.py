@@ -285,15 +285,12 @@ def _encode_maps(name: str, maps: torch.Tensor) -> list[dict]:
 def _encode_units(name: str, units: torch.Tensor) -> list[dict]:
     """Return each image's units of a dense layer or the logits (B, N) as int8 in [-127, 127], scaled by that
     image's largest magnitude in the layer (its "peak"): the page draws them as bars up and down."""
-    peaks = units.abs().amax(1)  # (B,)
-    scaled = (units * (127 / torch.where(peaks > 0, peaks, torch.ones_like(peaks)))[:, None]).round_()
-    values = scaled.to(torch.int8).contiguous().numpy()
-    return [{"name": name, "channels": units.shape[1], "height": 1, "width": 1, "units": True,
-             "peak": round(peak, 5), "data": b64(values[i])} for i, peak in enumerate(peaks.tolist())]
+    return [{"name": name, "channels": units.shape[1], "height": 1, "width": 1, "units": True} | _encode_signed(u)
+            for u in units]
 
 
 def _encode_signed(attribution: torch.Tensor) -> dict:
-    """Return a signed map (H, W) as int8 in [-127, 127] scaled by its largest magnitude."""
+    """Return a signed map (H, W) or vector as int8 in [-127, 127] scaled by its largest magnitude, its "peak"."""
     peak = float(attribution.abs().max())
     scaled = attribution / peak * 127 if peak > 0 else torch.zeros_like(attribution)
     return {"peak": round(peak, 6), "data": b64(scaled.round().to(torch.int8).contiguous())}
