@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from convlens.jobs.oip import layer_oip
 from convlens.speed import images_to_device
 from convlens.training import predict
 from convlens.web.app import create_app, resolve_folder
+from convlens.web.live import LiveRun
 from convlens.web.preprocess import MAX_UPLOAD_BYTES
 
 FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -124,11 +126,22 @@ def test_a_drawing_and_an_upload_of_the_same_digit_agree_with_the_model(client, 
     assert drawn["image"] == uploaded["image"]  # the same 28x28 after preprocessing
 
 
+def searched_detail(client, path: str) -> dict:
+    """Ask for a map's detail until the background search of the test set has found its top images."""
+    for _ in range(600):
+        detail = client.get(path).json()
+        if detail["top"] is not None:
+            return detail
+        time.sleep(0.1)
+    raise AssertionError(f"{path}: the top test images were still being searched after a minute")
+
+
 def test_map_detail_gives_the_top_test_images_and_the_stored_oip(client, digits, runs_folder):
     model, ds = digits
     x = images_to_device(ds.test_images, torch.device("cpu"))
     top = top_activations(model, x, "conv2", k=8)
-    detail = client.get("/api/runs/digits/maps/conv2/5").json()
+    detail = searched_detail(client, "/api/runs/digits/maps/conv2/5")
+    assert detail["searched"] == {"done": len(x), "total": len(x)}
     assert [t["index"] for t in detail["top"]] == top.indices[5].tolist()
     assert [t["activation"] for t in detail["top"]] == pytest.approx(top.values[5].tolist(), abs=1e-3)
     assert detail["oip"] is None
@@ -136,6 +149,24 @@ def test_map_detail_gives_the_top_test_images_and_the_stored_oip(client, digits,
     oip = client.get("/api/runs/digits/maps/conv1/1").json()["oip"]
     png = Image.open(io.BytesIO(base64.b64decode(oip["image"].split(",", 1)[1])))
     assert np.abs(np.asarray(png, np.float32) / 255 - stored["images"][1, 0].numpy()).max() <= 0.5 / 255 + 1e-6
+
+
+def test_the_top_images_are_searched_in_the_background_a_batch_per_hold_of_the_lock(runs_folder, digits):
+    model, ds = digits
+    live = LiveRun(runs_folder / "digits")
+    with live.lock:  # a request has the model: the search cannot take its first batch, and the hover is answered
+        waiting = live.map_detail("conv3", 7)
+        time.sleep(0.3)
+        assert live.top_inputs.done == 0
+    assert waiting["top"] is None and waiting["searched"] == {"done": 0, "total": len(ds.test_labels)}
+    live.top_inputs.join(timeout=60)
+    x = images_to_device(ds.test_images, torch.device("cpu"))
+    expected = {layer: top_activations(model, x, layer, k=8) for layer in live.run.layers.map_layers}
+    for layer, top in expected.items():  # one pass found every layer's, as top_activations finds each
+        found = live.top_inputs.of(layer)
+        assert torch.equal(found.indices, top.indices) and torch.equal(found.values, top.values)
+        assert torch.equal(found.positions, top.positions)
+    assert [t["index"] for t in live.map_detail("conv3", 7)["top"]] == expected["conv3"].indices[7].tolist()
 
 
 @pytest.mark.parametrize("method, url, kwargs, status, message", [

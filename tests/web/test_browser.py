@@ -187,6 +187,26 @@ def test_hovering_a_map_shows_its_top_inputs(page, artifacts):
     page.screenshot(path=str(artifacts / "live_page.png"), full_page=True)
 
 
+def test_a_hover_before_the_search_ends_shows_how_far_it_is_and_then_the_images(page):
+    answered = []
+
+    def searching_at_first(route):  # the server's answer while its background search is a quarter through
+        answered.append(route.request.url)
+        if len(answered) == 1:
+            route.fulfill(json={"layer": "conv2", "map": 0, "oip": None, "top": None,
+                                "searched": {"done": 2500, "total": 10000}})
+        else:
+            route.continue_()
+
+    page.route("**/maps/conv2/**", searching_at_first)
+    page.hover("canvas[data-layer='conv2']", position={"x": 20, "y": 20})
+    page.wait_for_selector("#detail progress")
+    assert "searching the 10,000 test images for those that drive each map: 25%" in page.text_content("#detail")
+    assert page.get_attribute("#detail progress", "value") == "2500"
+    page.wait_for_selector("#detail .tops figure")  # asked again, answered by the server
+    assert len(answered) >= 2 and page.locator("#detail progress").count() == 0
+
+
 def test_every_tile_carries_its_readable_map_number_inside_its_own_tile(page):
     shapes = {l["name"]: l for l in page.evaluate("fetch('/api/runs/fast-mnist').then(r => r.json())")["layers"]}
     shapes = {name: layer for name, layer in shapes.items() if not layer["units"]}  # bars carry no numbers

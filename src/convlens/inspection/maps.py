@@ -100,23 +100,40 @@ class TopActivations:
     positions: torch.Tensor  # (C, k, 2) (row, col) of that maximum in the map
 
 
+class RunningTop:
+    """The k images that drive each map of a layer hardest among those seen so far, fed batch by batch."""
+
+    def __init__(self, layer: str, k: int):
+        self.layer, self.k = layer, k
+        self._v = self._i = self._p = None
+        self._width = 1
+
+    def add(self, start: int, maps: torch.Tensor) -> None:
+        """Take the maps (B, C, H, W) of images start .. start + B - 1 into the running best."""
+        b, c, h, w = maps.shape
+        if self._v is None:  # the running best starts empty: (C, 0)
+            self._v = maps.new_empty(c, 0)
+            self._i = self._p = torch.empty(c, 0, dtype=torch.long)
+            self._width = w
+        flat_v, flat_p = maps.reshape(b, c, h * w).max(2)  # (B, C) each image's peak and where
+        v = torch.cat([self._v, flat_v.T], 1)  # (C, k + B)
+        i = torch.cat([self._i, torch.arange(start, start + b).expand(c, b)], 1)
+        p = torch.cat([self._p, flat_p.T], 1)
+        # A stable sort keeps earlier images first among equal values, so results are deterministic.
+        order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, : self.k]
+        self._v, self._i, self._p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
+
+    def result(self) -> TopActivations:
+        positions = torch.stack([self._p // self._width, self._p % self._width], dim=2)
+        return TopActivations(self.layer, self._v, self._i, positions)
+
+
 @torch.no_grad()
 def top_activations(model: nn.Module, images: torch.Tensor, layer: str, k: int = 9, batch_size: int | None = None) -> TopActivations:
     """Return, for every map of a layer, the k images with the highest activation anywhere in the map."""
     if not 1 <= k <= len(images):
         raise UserError(f"k must be between 1 and the number of images ({len(images)})")
-    best_v = best_i = best_p = None
+    running = RunningTop(layer, k)
     for start, maps in iter_maps(model, images, layer, batch_size):
-        b, c, h, w = maps.shape
-        if best_v is None:  # the running best starts empty: (C, 0)
-            best_v = maps.new_empty(c, 0)
-            best_i = best_p = torch.empty(c, 0, dtype=torch.long)
-        flat_v, flat_p = maps.reshape(b, c, h * w).max(2)  # (B, C) each image's peak and where
-        v = torch.cat([best_v, flat_v.T], 1)  # (C, k + B)
-        i = torch.cat([best_i, torch.arange(start, start + b).expand(c, b)], 1)
-        p = torch.cat([best_p, flat_p.T], 1)
-        # A stable sort keeps earlier images first among equal values, so results are deterministic.
-        order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, :k]
-        best_v, best_i, best_p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
-    positions = torch.stack([best_p // w, best_p % w], dim=2)
-    return TopActivations(layer, best_v, best_i, positions)
+        running.add(start, maps)
+    return running.result()

@@ -20,11 +20,11 @@ from PIL import Image
 
 from ..errors import UserError
 from ..inspection.hooks import capture
-from ..inspection.maps import top_activations
 from ..runs import Run, load_run
 from ..speed import images_to_device
 from ..training import predict
 from .preprocess import PREPROCESSORS, decode_colour, decode_image, preprocessor_for, to_uint8
+from .top_inputs import TopInputSearch
 
 ATTRIBUTION_STEPS = 4  # integrated-gradients steps for the live overlay: maps correlate 0.998 (median, 100 test digits) with 64 steps; 8 steps cost 2.4 ms more
 TOP_INPUTS = 8  # real test images shown per map
@@ -76,7 +76,6 @@ class LiveRun:
         # Every map layer, then the dense layers and the logits, which the page draws as bars.
         self.layers = self.run.layers.map_layers + self.run.layers.names("dense", "logits")
         self.lock = threading.Lock()
-        self._top: dict[str, object] = {}
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -105,6 +104,12 @@ class LiveRun:
         with self.lock:
             return predict(self.model, self.dataset.test_images).argmax(1)
 
+    @cached_property
+    def top_inputs(self) -> TopInputSearch:
+        """The background search for each map's strongest test images; `info` starts it, as the page opens."""
+        x = images_to_device(self.dataset.test_images, torch.device("cpu"))
+        return TopInputSearch(self.model, x, self.run.layers.map_layers, TOP_INPUTS, self.lock)
+
     @property
     def layer_shapes(self) -> dict[str, tuple[int, int, int]]:
         """(C, H, W) of each layer; a vector of N units is (N, 1, 1)."""
@@ -113,6 +118,7 @@ class LiveRun:
     def info(self) -> dict:
         """Return what the page needs to lay itself out: classes, layers and their shapes, what exists."""
         metrics = self.run.metrics or {}
+        self.top_inputs.start()  # the user draws first: the top images are ready by the first hover
         return {
             "name": self.name,
             "dataset": self.run.config.data.dataset,
@@ -233,30 +239,28 @@ class LiveRun:
         return int(pool[torch.randint(len(pool), (1,), generator=generator)])
 
     def map_detail(self, layer: str, map_index: int) -> dict:
-        """Return a map's OIP (when `convlens oip` stored one) and the test images that drive it hardest."""
+        """Return a map's OIP (when `convlens oip` stored one) and the test images that drive it hardest.
+
+        While the search for those images is still going, "top" is None and "searched" says how far it is.
+        """
         if layer not in self.run.layers.map_layers:
             raise UserError(f"unknown map layer '{layer}'; map layers are {', '.join(self.run.layers.map_layers)}")
         channels = self.layer_shapes[layer][0]
         if not 0 <= map_index < channels:
             raise UserError(f"map must be between 0 and {channels - 1} for {layer}")
-        top = self._top_inputs(layer)
+        search = self.top_inputs
+        top = search.of(layer)
         images, labels = self.dataset.test_images, self.dataset.test_labels
         return {
             "layer": layer,
             "map": map_index,
             "oip": self._oip(layer, map_index),
-            "top": [{"index": int(i), "label": self.class_names[int(labels[i])], "activation": round(float(v), 4),
-                     "image": png_data_url(images[i])}
-                    for i, v in zip(top.indices[map_index], top.values[map_index])],
+            "searched": {"done": search.done, "total": search.total},
+            "top": None if top is None else [
+                {"index": int(i), "label": self.class_names[int(labels[i])], "activation": round(float(v), 4),
+                 "image": png_data_url(images[i])}
+                for i, v in zip(top.indices[map_index], top.values[map_index])],
         }
-
-    def _top_inputs(self, layer: str):
-        # The whole test set is searched once per layer and kept: later hovers are instant.
-        if layer not in self._top:
-            x = images_to_device(self.dataset.test_images, torch.device("cpu"))
-            with self.lock:
-                self._top[layer] = top_activations(self.model, x, layer, k=TOP_INPUTS)
-        return self._top[layer]
 
     def _oip(self, layer: str, map_index: int) -> dict | None:
         saved = self.run.saved_oips(layer)

@@ -479,10 +479,22 @@ async function showDetail(layer, m) {
   const waiting = document.createElement("p");
   waiting.className = "hint"; waiting.textContent = "finding the test images that drive this map…";
   box.append(waiting);
+  const movedOn = () => { const f = state.pinned || state.hovered; return !f || f.layer !== layer || f.map !== m; };
   try {
-    if (!state.details.has(key)) state.details.set(key, await api(runPath(`/maps/${encodeURIComponent(layer)}/${m}`)));
-    const detail = state.details.get(key), focus = state.pinned || state.hovered;
-    if (!focus || focus.layer !== layer || focus.map !== m) return;  // the user has moved on
+    let detail = state.details.get(key);
+    while (!detail) {  // the server searches the test set once, in the background; show how far it is
+      const answer = await api(runPath(`/maps/${encodeURIComponent(layer)}/${m}`));
+      if (answer.top) state.details.set(key, (detail = answer));
+      else if (movedOn()) return;
+      else {
+        const { done, total } = answer.searched, bar = document.createElement("progress");
+        bar.max = total; bar.value = done;
+        waiting.replaceChildren(`searching the ${total.toLocaleString()} test images for those that drive each map: `,
+                                `${Math.floor((100 * done) / total)}% `, bar);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    }
+    if (movedOn()) return;  // the user has moved on
     waiting.remove();
     const oip = document.createElement("div");
     oip.className = "oip";
