@@ -159,3 +159,24 @@ def test_a_run_reprs_in_a_line_and_shows_its_plots_in_a_notebook(mnist_run):
     assert repr(run) == f"Run({mnist_run}: fast-mlp on mnist, 1 epoch, test accuracy {accuracy:.2%})"
     page = run._repr_html_()
     assert page.count("data:image/png;base64,") == 3 and str(mnist_run / "plots" / "curves.png") in page
+
+
+def test_a_runs_jobs_are_its_methods_and_take_test_images_as_the_cli_does(trained_run, opened, tmp_path):
+    """In a notebook `run.maps("4:3")` is the whole cell: the job on this run, its figures shown inline."""
+    from convlens.errors import UserError
+
+    run, ds, x = opened
+    fours = torch.nonzero(ds.test_labels == 4).flatten()[:3].tolist()
+    result = run.maps("4:3", ["conv2"], out=tmp_path / "maps")
+    assert result.data["images"] == fours and result.data["labels"] == [4, 4, 4]
+    expected = feature_maps(run.model, x[fours], ["conv2"])["conv2"]
+    assert result.data["layers"]["conv2"]["max_per_map"] == expected.amax((2, 3)).tolist()
+    assert result._repr_html_().count("data:image/png;base64,") == 1
+    top = run.top("conv1", k=2, maps=[5], out=tmp_path / "top")
+    assert [p.name for p in top.files] == ["top_conv1_overview.png", "top_conv1_maps_05-05.png", "top_conv1.json"]
+    assert top.data["maps"][5]["page"] == "top_conv1_maps_05-05.png" and top.data["maps"][4]["page"] is None
+    assert run.test_indices(7) == [7] and run.test_indices([3, 1]) == [3, 1]
+    with pytest.raises(UserError, match="images '4' must be CLASS:COUNT, e.g. 4:3,9:1"):
+        run.maps("4")
+    with pytest.raises(UserError, match="test image 99999 is out of range"):
+        run.maps([99999])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +35,7 @@ from . import schemas
 from .layers import LayerTable, layer_table
 from .importers.graph import GraphNet, checked_graph
 from .models import build_model
+from .run_jobs import RunJobs
 from .speed import for_inference, images_to_device
 from .storage import (WriteError, atomic_write, checked, file_sha256, load_tensors, read_json, save_tensors, tensor_shapes,
                       write_json)
@@ -153,8 +155,22 @@ class SavedOIPs:
         return self.images[row], float(self.activation[row])
 
 
-class Run:
-    """One run folder, opened once: config now; model, history, data and layer table on first use."""
+
+def parse_class_counts(text: str, what: str) -> list[tuple[str, int]]:
+    """Return [(class, count)] from '4:3,9:1' (the first three 4s and the first 9)."""
+    counts = []
+    for part in text.split(","):
+        m = re.fullmatch(r"([^:]+):(\d+)", part.strip())
+        if not m:
+            raise UserError(f"{what} '{part}' must be CLASS:COUNT, e.g. 4:3,9:1")
+        counts.append((m[1], int(m[2])))
+    return counts
+
+class Run(RunJobs):
+    """One run folder, opened once: config now; model, history, data and layer table on first use.
+
+    The jobs that read a run are its methods too (RunJobs): `run.maps("4:3")` in a notebook shows its figures.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -302,16 +318,25 @@ class Run:
                             f"(0-{len(self.test_labels) - 1})")
         return index
 
-    def first_of_classes(self, counts: list[tuple[str | int, int]]) -> list[int]:
-        """Return test-set indices: for each (class, count), the first `count` test images of that class."""
+    def first_of_classes(self, counts: str | list[tuple[str | int, int]], what: str = "images") -> list[int]:
+        """Return test-set indices: for each (class, count), the first `count` test images of that class.
+
+        `counts` may be text: "4:3,9:1" is the first three 4s and the first 9 (`what` names it in errors).
+        """
         picked = []
-        for name, count in counts:
+        for name, count in parse_class_counts(counts, what) if isinstance(counts, str) else counts:
             cls = self.class_index(name)
             found = torch.nonzero(self.test_labels == cls).flatten()[:count].tolist()
             if len(found) < count:
                 raise UserError(f"the test set has only {len(found)} images of class {self.class_names[cls]}")
             picked += found
         return picked
+
+    def test_indices(self, images: str | int | list[int]) -> list[int]:
+        """Return checked test-set indices from an index, a list of them, or CLASS:COUNT text ("4:3,9:1")."""
+        if isinstance(images, str):
+            return self.first_of_classes(images)
+        return [self.check_test_index(int(i)) for i in ([images] if isinstance(images, int) else images)]
 
     def oip_file(self, layer: str) -> Path:
         """Return where `convlens oip` stores a layer's OIPs in this run."""

@@ -3,7 +3,8 @@
 Flags for the config sections and the OIP ascent settings come from one generator: each dataclass
 field becomes a flag whose help is the field's trailing comment, read with `tokenize` (the same way
 tyro reads comments), so a new field is a new flag and the house style of one commented default
-per field stays. Text such as "0-7,12" or "4:3,9:1" is parsed here, into the lists jobs take.
+per field stays. Text such as "0-7,12" is parsed here, into the lists jobs take ("4:3,9:1" is read by
+Run.first_of_classes, as notebooks write it too).
 """
 
 from __future__ import annotations
@@ -116,17 +117,6 @@ def parse_indices(text: str, what: str) -> list[int]:
         lo, _, hi = part.partition("-")
         picked += range(int(lo), int(hi or lo) + 1)
     return list(dict.fromkeys(picked))
-
-
-def parse_class_counts(text: str, what: str) -> list[tuple[str, int]]:
-    """Return [(class, count)] from '4:3,9:1' (the first three 4s and the first 9)."""
-    counts = []
-    for part in text.split(","):
-        m = re.fullmatch(r"([^:]+):(\d+)", part.strip())
-        if not m:
-            raise UserError(f"{what} '{part}' must be CLASS:COUNT, e.g. 4:3,9:1")
-        counts.append((m[1], int(m[2])))
-    return counts
 
 
 def parse_names(text: str | None) -> list[str] | None:

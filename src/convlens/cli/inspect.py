@@ -6,7 +6,7 @@ from rich.table import Table
 
 from ..draw import CMAPS, SCALES
 from ..errors import UserError
-from .flags import console, parse_class_counts, parse_indices, parse_names, print_written
+from .flags import console, parse_indices, parse_names, print_written
 
 
 
@@ -73,7 +73,7 @@ def run_maps(args) -> None:
         images = parse_indices(args.index, "--index")
     else:
         default = f"{pair[0]}:3,{pair[1]}:3" if pair else "4:1"
-        images = run.first_of_classes(parse_class_counts(args.images or default, "--images"))
+        images = run.first_of_classes(args.images or default, "--images")
     if not (args.maps or pair):
         print_written(maps(run, images, args.layer, args.cmap, args.scale, out=args.out).files)
         return
