@@ -295,3 +295,37 @@ def test_a_big_layers_maps_stay_a_screen_wide_with_a_pixel_per_map_pixel():
     assert mosaic_axes.get_position().width * fig.get_size_inches()[0] <= MOSAIC_INCHES + 0.01
     assert fig.get_size_inches()[0] <= MOSAIC_INCHES + 2 and width_pixels >= 8 * 113  # every map pixel kept
     assert_legible(fig)
+
+
+def test_save_all_writes_what_save_writes_and_a_failed_write_is_raised_with_the_others_whole(tmp_path):
+    """save_all encodes PNGs in a second thread while the next figure is made: the files must not differ."""
+    import numpy as np
+    from PIL import Image
+
+    from convlens.storage import WriteError
+
+    maps, images = torch.rand(2, 64, 11, 11, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 28, 28)
+
+    def by_hand():
+        return views.feature_map_figure(images, maps, "conv2", ["a", "b"])
+
+    def trimmed():
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    def pixels(name):
+        return np.asarray(Image.open(tmp_path / name))
+
+    open_before = set(plt.get_fignums())
+    figures.save(by_hand(), tmp_path / "by_hand.png")
+    figures.save(trimmed(), tmp_path / "trimmed.png")
+    assert figures.save_all([(by_hand, tmp_path / "a.png"), (trimmed, tmp_path / "b.png")]) == [tmp_path / "a.png",
+                                                                                                tmp_path / "b.png"]
+    assert np.array_equal(pixels("a.png"), pixels("by_hand.png")) and np.array_equal(pixels("b.png"), pixels("trimmed.png"))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'file' / 'd.png'}: "):
+        figures.save_all([(by_hand, tmp_path / "c.png"), (by_hand, tmp_path / "file" / "d.png"),
+                          (by_hand, tmp_path / "e.png")])
+    assert np.array_equal(pixels("c.png"), pixels("by_hand.png"))
+    assert not list(tmp_path.glob(".*.tmp")) and set(plt.get_fignums()) == open_before  # each figure closed

@@ -5,6 +5,8 @@ Each function returns a matplotlib Figure (it renders inline in Jupyter); save()
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from ..runs import atomic_write  # noqa: E402
 from . import SAVE_DPI  # noqa: E402
@@ -27,12 +30,55 @@ def save(fig: Figure, path: Path, dpi: int = SAVE_DPI) -> Path:
     trimmed to their contents. Big figures (a ResNet layer's maps) are compressed at zlib level 1:
     three times faster to encode than the default 6, for files about a third larger.
     """
-    hand_placed = all(ax.get_subplotspec() is None for ax in fig.axes)
-    big = fig.get_size_inches().prod() * dpi**2 > 1e6
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches=None if hand_placed
-                                                     else "tight", pil_kwargs={"compress_level": 1 if big else 6}))
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches=None if _hand_placed(fig)
+                                                     else "tight", pil_kwargs={"compress_level": _compression(fig, dpi)}))
     plt.close(fig)
     return Path(path)
+
+
+def save_all(drawings: Iterable[tuple[Callable[[], Figure], Path]], dpi: int = SAVE_DPI) -> list[Path]:
+    """Make and save figures one after another, as save() does, and return their paths.
+
+    A hand-placed figure is drawn into pixels here and its PNG encoded and written in a second thread
+    while the next figure is made: Pillow's zlib encoding lets go of the GIL, and matplotlib's drawing
+    of the next figure runs meanwhile. Two figures' pixels wait at most. The first error is raised,
+    after every write started has ended.
+    """
+    paths, pending = [], []
+    with ThreadPoolExecutor(1, thread_name_prefix="png") as writer:
+        try:
+            for make, path in drawings:
+                fig = make()
+                if not _hand_placed(fig):  # trimmed to its contents by savefig: saved here, whole
+                    paths.append(save(fig, path, dpi))
+                    continue
+                fig.set_dpi(dpi)
+                fig.canvas.draw()
+                pixels = np.array(fig.canvas.buffer_rgba())  # a copy: the figure goes now
+                level = _compression(fig, dpi)
+                plt.close(fig)
+                pending.append(writer.submit(_write_png, pixels, Path(path), dpi, level))
+                paths.append(Path(path))
+                if len(pending) > 2:
+                    pending.pop(0).result()
+        finally:
+            errors = [f.exception() for f in pending]  # waits for each
+        if first := next((e for e in errors if e is not None), None):
+            raise first
+    return paths
+
+
+def _write_png(pixels: np.ndarray, path: Path, dpi: int, level: int) -> None:
+    image = Image.fromarray(pixels)
+    atomic_write(path, lambda tmp: image.save(tmp, format="png", dpi=(dpi, dpi), compress_level=level))
+
+
+def _hand_placed(fig: Figure) -> bool:
+    return all(ax.get_subplotspec() is None for ax in fig.axes)
+
+
+def _compression(fig: Figure, dpi: int) -> int:
+    return 1 if fig.get_size_inches().prod() * dpi**2 > 1e6 else 6
 
 
 def curves(runs: dict[str, tuple[list[dict], list[tuple[float, float]] | None]]) -> Figure:

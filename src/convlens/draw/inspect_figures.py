@@ -51,16 +51,19 @@ def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1, row_pad: int | None = N
     instead of seconds. Colour tiles give an (H, W, 3) canvas. `row_pad` (default `pad`) leaves room
     under each row for a caption.
     """
-    pictures = [picture(t) for t in tiles]
-    n, (h, w) = len(pictures), pictures[0].shape[:2]
+    batch = torch.as_tensor(tiles)
+    if batch.dim() == 4:  # (N, 1, h, w) grey or (N, 3, h, w) colour, as picture() reads one
+        batch = batch[:, 0] if batch.shape[1] == 1 else batch.permute(0, 2, 3, 1)
+    pictures = batch.float().numpy()  # uint8 tiles stay 0-255, which imshow reads as it reads uint8
+    n, h, w, colour = *pictures.shape[:3], pictures.shape[3:]
     rows, row_pad = math.ceil(n / cols), pad if row_pad is None else row_pad
-    canvas = np.full((rows * (h + row_pad) - row_pad, cols * (w + pad) - pad, *pictures[0].shape[2:]), np.nan,
-                     dtype=np.float32)
-    corners = []
-    for i in range(n):
-        top, left = (i // cols) * (h + row_pad), (i % cols) * (w + pad)
-        canvas[top : top + h, left : left + w] = pictures[i]
-        corners.append((top, left))
+    # Every tile in a padded cell of its own, then the cells as rows and columns: one copy instead of one per
+    # tile (ResNet50's 2,048-map layers copied 2,048 strided tiles one by one).
+    cells = np.full((rows * cols, h + row_pad, w + pad, *colour), np.nan, dtype=np.float32)
+    cells[:n, :h, :w] = pictures
+    canvas = cells.reshape(rows, cols, h + row_pad, w + pad, *colour).swapaxes(1, 2).reshape(
+        rows * (h + row_pad), cols * (w + pad), *colour)[: rows * (h + row_pad) - row_pad, : cols * (w + pad) - pad]
+    corners = [((i // cols) * (h + row_pad), (i % cols) * (w + pad)) for i in range(n)]
     return canvas, corners
 
 
@@ -142,7 +145,7 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
     def box(x, y, w_, h_):  # inches from the bottom left -> figure fractions
         return fig.add_axes((x / fig_w, y / fig_h, w_ / fig_w, h_ / fig_h))
 
-    vmin, vmax = (maps.min().item(), maps.max().item()) if scale == "layer" else (0.0, 1.0)
+    vmin, vmax = map(float, torch.aminmax(maps)) if scale == "layer" else (0.0, 1.0)
     for j in range(b):
         x = left + j * (width + gap)
         ax = box(x, 0.15 + height + ticks, width, picture_h)

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from captum.attr import GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 from torch import nn
+
+with warnings.catch_warnings():  # Captum imports tqdm.auto, which warns in a Jupyter kernel without ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from captum.attr import GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
 from ..errors import UserError
 from ..inspection.hooks import layer_module

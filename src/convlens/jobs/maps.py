@@ -36,8 +36,10 @@ def maps(run: Run | str | Path, images: list[int], layers: list[str] | None = No
     predicted = predict(run.model, run.test_images[images]).argmax(1).tolist()
     titles = [f"#{i}: {names[labels[i]]} (pred {names[p]})" for i, p in zip(images, predicted)]
     drawing = track(found.items(), f"drawing {len(found)} layers' maps")
-    files = [figures.save(views.feature_map_figure(run.test_images[images], m, layer, titles, cmap=cmap, scale=scale),
-                          folder / f"maps_{layer}.png") for layer, m in drawing]
+    files = figures.save_all(
+        (lambda m=m, layer=layer: views.feature_map_figure(run.test_images[images], m, layer, titles, cmap=cmap,
+                                                           scale=scale), folder / f"maps_{layer}.png")
+        for layer, m in drawing)
     data = {"images": images, "labels": [int(labels[i]) for i in images], "predictions": predicted,
             "layers": {layer: {"shape": list(m.shape[1:]), "max_per_map": m.amax((2, 3)).tolist()}
                        for layer, m in found.items()}}
