@@ -40,6 +40,7 @@ import math
 import re
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,6 +101,19 @@ def pointwise_conv(weight, bias: bool) -> dict:
     """The node of a 1x1 conv with weight (out, in): a Dense, Linear or MatMul applied to each position's channels."""
     return {"op": "conv", "in": int(weight.shape[1]), "out": int(weight.shape[0]), "kernel": [1, 1], "stride": [1, 1],
             "padding": "valid", "dilation": [1, 1], "groups": 1, "bias": bias}
+
+
+def per_channel(constant, channels_last: bool) -> np.ndarray | None:
+    """Return the numbers (float32, flat) of a constant that broadcasts one number per channel of a value, or one
+    for all; None for any other shape. Channels last (NHWC maps, or a vector) take a (C,) constant, NCHW maps a
+    (C, 1, 1) one; leading ones, as in (1, C, 1, 1), do not count. ONNX and torch.export constants both come here."""
+    if constant is None:
+        return None
+    shape = [int(d) for d in np.shape(constant)]
+    while len(shape) > 1 and shape[0] == 1:
+        shape.pop(0)
+    fits = np.size(constant) == 1 or (len(shape) == 1 if channels_last else len(shape) == 3 and shape[1:] == [1, 1])
+    return np.ravel(constant).astype(np.float32) if fits else None
 
 
 def activation_spec(name: str, *numbers: float) -> str:

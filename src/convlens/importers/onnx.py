@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name, pointwise_conv
+from .graph import (FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name, per_channel,
+                    pointwise_conv)
 
 ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "HardSwish": "hardswish",
                "Mish": "mish", "Softplus": "softplus", "Erf": "erf", "Sqrt": "sqrt"}
@@ -459,18 +460,9 @@ class _Converter:
             raise _unsupported(node, "a vector reshaped to anything but (C, 1, 1)")
         return {"op": "reshape", "shape": [int(features), 1, 1]}
 
-    def _per_channel(self, constant, value: Value) -> np.ndarray | None:
-        """The numbers of a constant that broadcasts one number per channel of `value` (or one for all), else None."""
-        if constant is None:
-            return None
-        shape = [int(d) for d in np.shape(constant)]
-        while shape and shape[0] == 1 and len(shape) > 1:  # leading ones: (1, C, 1, 1) is (C, 1, 1)
-            shape.pop(0)
-        if np.size(constant) == 1:
-            return np.ravel(constant).astype(np.float32)
-        channels_last = value.rank == 2 or value.layout == "nhwc"
-        fits = (len(shape) == 1) if channels_last else (len(shape) == 3 and shape[1:] == [1, 1])
-        return np.ravel(constant).astype(np.float32) if fits else None
+    @staticmethod
+    def _per_channel(constant, value: Value):
+        return per_channel(constant, channels_last=value.rank == 2 or value.layout == "nhwc")
 
     def _arithmetic(self, node, op: str, name: str, value: Value) -> dict:
         """x + c, x - c, x * c, x / c and c + x, c - x, c * x: an affine node for one number, a scale for one per channel."""

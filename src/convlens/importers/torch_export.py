@@ -23,7 +23,8 @@ from torch import nn
 
 from ..errors import UserError
 from . import pt2
-from .graph import FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name, pointwise_conv
+from .graph import (FORMAT, VERSION, activation_spec, channels_last_flatten, fuse, module_name, per_channel,
+                    pointwise_conv)
 
 aten = torch.ops.aten
 # Activations without numbers, and those whose numbers come from the call (see _activation).
@@ -125,18 +126,6 @@ def _permuted(node, layout: str) -> str:
     if node.meta["val"].dim() == 4 and (dims, layout) in (([0, 2, 3, 1], "nchw"), ([0, 3, 1, 2], "nhwc")):
         return "nhwc" if layout == "nchw" else "nchw"
     raise _unsupported(node, f"dims {dims} of {layout} maps; convlens follows permutes between NCHW and NHWC")
-
-
-def _per_channel(node, value, layout: str) -> np.ndarray | None:
-    """The numbers of a parameter that scales or shifts each channel of the node's maps (or vector), else None."""
-    if value is None:
-        return None
-    shape = [int(d) for d in value.shape]
-    while len(shape) > 1 and shape[0] == 1:
-        shape.pop(0)
-    channels_last = layout == "nhwc" or node.meta["val"].dim() == 2
-    fits = value.size == 1 or (len(shape) == 1 if channels_last else len(shape) == 3 and shape[1:] == [1, 1])
-    return np.ravel(value).astype(np.float32) if fits else None
 
 
 def _is_last(node) -> bool:
@@ -251,7 +240,8 @@ def _convert(node, name: str, weights: dict, tensors: dict, layout: str) -> dict
         return _upsample(node, a)
     if target in (aten.mul.Tensor, aten.add.Tensor, aten.add_.Tensor, aten.mul_.Tensor):
         parameter = next((_weight(v, weights) for v in (a["self"], a["other"]) if _weight(v, weights) is not None), None)
-        numbers = _per_channel(node, parameter, layout) if a.get("alpha", 1) == 1 else None
+        channels_last = layout == "nhwc" or node.meta["val"].dim() == 2
+        numbers = per_channel(parameter, channels_last) if a.get("alpha", 1) == 1 else None
         if numbers is not None:  # a layer scale, or a bias added per channel
             multiply = target in (aten.mul.Tensor, aten.mul_.Tensor)
             tensors[f"{name}.weight"] = numbers if multiply else np.ones_like(numbers)
