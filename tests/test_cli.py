@@ -236,6 +236,22 @@ def test_a_folder_of_many_written_files_is_one_line_and_a_few_files_are_listed(m
         f"wrote 17 files in {tmp_path / 'top'}: top_conv3_maps_000-007.png ... top_conv3.json", f"wrote {tmp_path / 'report.html'}"]
 
 
+def test_a_job_into_its_run_says_how_many_files_the_folder_holds(trained_run, tmp_path, monkeypatch):
+    """"wrote 6 files" beside a folder of 7: the source.json stamp was written and not named."""
+    from conftest import copy_run
+    from rich.console import Console
+
+    from convlens.cli import flags, main
+
+    screen = io.StringIO()
+    monkeypatch.setattr(flags, "console", Console(file=screen, soft_wrap=True, width=300))
+    run = copy_run(trained_run, tmp_path / "run")
+    main(["maps", str(run), "--images", "4:1"])
+    (line,) = screen.getvalue().splitlines()
+    held = sorted(p.name for p in (run / "maps").iterdir())
+    assert line == f"wrote {len(held)} files in {run / 'maps'}: maps_conv1.png ... source.json" and "maps.json" in held
+
+
 def test_curves_overlay_runs_and_refuse_a_run_without_history(trained_run, tmp_path):
     import shutil
 

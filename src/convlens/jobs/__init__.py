@@ -75,8 +75,9 @@ def writes_into_run(inspection: str):
                     replaced_folder(final, keep=lambda old: run.inspection_is_current(old)) as folder:
                 result = job(run, *args, out=folder, **kwargs)
                 write_json(folder / SOURCE, {"weights_sha256": run.weights_sha256})
-            return Result([final / p.relative_to(folder) if p.is_relative_to(folder) else p for p in result.files],
-                          result.data)
+            # source.json is named too: "wrote 6 files" beside a folder of 7 read as a file lost.
+            return Result([final / p.relative_to(folder) if p.is_relative_to(folder) else p
+                           for p in [*result.files, folder / SOURCE]], result.data)
 
         return staged
 
