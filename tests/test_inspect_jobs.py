@@ -136,7 +136,7 @@ def test_inspection_writes_under_the_run_folder_by_default(trained_run):
     assert (trained_run / "kernels" / "kernels_conv1.png").is_file()
 
 
-def test_a_result_shows_its_figures_inline_in_a_notebook_and_reprs_in_a_line(trained_run, tmp_path):
+def test_a_result_shows_its_figures_inline_in_a_notebook_and_reprs_in_a_line(trained_run, tmp_path, monkeypatch):
     """`convlens.maps(...)` printed 858 characters of paths and numbers, and no figure, in Jupyter."""
     import base64
 
@@ -148,7 +148,9 @@ def test_a_result_shows_its_figures_inline_in_a_notebook_and_reprs_in_a_line(tra
     page = result._repr_html_()
     inlined = [base64.b64decode(chunk.split("'")[0]) for chunk in page.split("data:image/png;base64,")[1:]]
     assert inlined == [(tmp_path / "maps_conv1.png").read_bytes(), (tmp_path / "maps_conv2.png").read_bytes()]
-    assert str(tmp_path / "maps_conv2.png") in page
+    assert f"<figcaption>{tmp_path / 'maps_conv2.png'}</figcaption>" in page
+    monkeypatch.chdir(tmp_path.parent)  # a notebook's folder: captions name files from there, not from /
+    assert f"<figcaption>{tmp_path.name}/maps_conv2.png</figcaption>" in result._repr_html_()
 
 
 def test_a_run_reprs_in_a_line_and_shows_its_plots_in_a_notebook(mnist_run):

@@ -39,8 +39,9 @@ def figures_html(line: str, figures: list[Path]) -> str:
     for png in figures[:INLINE_FIGURES]:
         if png.is_file() and png.stat().st_size <= INLINE_BYTES:
             data = base64.b64encode(png.read_bytes()).decode()
+            shown = png.relative_to(Path.cwd()) if png.is_absolute() and png.is_relative_to(Path.cwd()) else png
             parts.append(f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%'>"
-                         f"<figcaption>{html.escape(str(png))}</figcaption></figure>")
+                         f"<figcaption>{html.escape(str(shown))}</figcaption></figure>")
     if len(figures) > INLINE_FIGURES:
         folder = html.escape(str(figures[0].parent))
         parts.append(f"<p>{len(figures) - INLINE_FIGURES} more figures in {folder}</p>")
