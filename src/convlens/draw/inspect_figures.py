@@ -156,6 +156,7 @@ def feature_map_figure(images: torch.Tensor, maps: torch.Tensor, layer: str, tit
         colours = _show_mosaic(tiles, mosaic(maps[j] if scale == "layer" else _stretch(maps[j]), cols)[0], cmap, vmin,
                                vmax if vmax > vmin else None)
         number_tiles(tiles, c, cols, h, w)
+        tiles.set_axis_off()  # no axis to draw: its tick machinery was a seventh of each big figure's drawing
     colour_bar = fig.colorbar(colours, cax=box(fig_w - right + 0.12, 0.15, bar, height))
     colour_bar.set_label(f"{layer} activation" if scale == "layer" else "each map from its min to its max", fontsize=8)
     colour_bar.ax.tick_params(labelsize=7)
