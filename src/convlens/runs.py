@@ -155,7 +155,6 @@ class SavedOIPs:
         return self.images[row], float(self.activation[row])
 
 
-
 def parse_class_counts(text: str, what: str) -> list[tuple[str, int]]:
     """Return [(class, count)] from '4:3,9:1' (the first three 4s and the first 9)."""
     counts = []
@@ -165,6 +164,7 @@ def parse_class_counts(text: str, what: str) -> list[tuple[str, int]]:
             raise UserError(f"{what} '{part}' must be CLASS:COUNT, e.g. 4:3,9:1")
         counts.append((m[1], int(m[2])))
     return counts
+
 
 class Run(RunJobs):
     """One run folder, opened once: config now; model, history, data and layer table on first use.
