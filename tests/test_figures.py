@@ -297,8 +297,11 @@ def test_a_big_layers_maps_stay_a_screen_wide_with_a_pixel_per_map_pixel():
     assert_legible(fig)
 
 
-def test_save_all_writes_what_save_writes_and_a_failed_write_is_raised_with_the_others_whole(tmp_path):
-    """save_all encodes PNGs in a second thread while the next figure is made: the files must not differ."""
+def test_save_all_draws_every_other_figure_in_a_second_process_and_writes_what_save_writes(tmp_path):
+    """save_all forks a second drawer and encodes PNGs in a writer thread: the files must be save()'s, each
+    error must reach the caller as the one line it is, and every figure must be closed."""
+    import os
+
     import numpy as np
     from PIL import Image
 
@@ -306,8 +309,11 @@ def test_save_all_writes_what_save_writes_and_a_failed_write_is_raised_with_the_
 
     maps, images = torch.rand(2, 64, 11, 11, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 28, 28)
 
-    def by_hand():
-        return views.feature_map_figure(images, maps, "conv2", ["a", "b"])
+    def by_hand(i):
+        def make():
+            (tmp_path / f"drawn_by_{i}").write_text(str(os.getpid()))
+            return views.feature_map_figure(images, maps, "conv2", ["a", "b"])
+        return make
 
     def trimmed():
         fig, ax = plt.subplots()
@@ -318,14 +324,19 @@ def test_save_all_writes_what_save_writes_and_a_failed_write_is_raised_with_the_
         return np.asarray(Image.open(tmp_path / name))
 
     open_before = set(plt.get_fignums())
-    figures.save(by_hand(), tmp_path / "by_hand.png")
+    figures.save(by_hand(-1)(), tmp_path / "by_hand.png")
     figures.save(trimmed(), tmp_path / "trimmed.png")
-    assert figures.save_all([(by_hand, tmp_path / "a.png"), (trimmed, tmp_path / "b.png")]) == [tmp_path / "a.png",
-                                                                                                tmp_path / "b.png"]
-    assert np.array_equal(pixels("a.png"), pixels("by_hand.png")) and np.array_equal(pixels("b.png"), pixels("trimmed.png"))
+    names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    makers = [by_hand(0), trimmed, by_hand(2), by_hand(3), trimmed]
+    assert figures.save_all(zip(makers, [tmp_path / n for n in names]), "drawing") == [tmp_path / n for n in names]
+    for name, reference in zip(names, ["by_hand.png", "trimmed.png", "by_hand.png", "by_hand.png", "trimmed.png"]):
+        assert np.array_equal(pixels(name), pixels(reference)), name
+    assert (tmp_path / "drawn_by_0").read_text() == str(os.getpid()) != (tmp_path / "drawn_by_3").read_text()
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'file' / 'd.png'}: "):
-        figures.save_all([(by_hand, tmp_path / "c.png"), (by_hand, tmp_path / "file" / "d.png"),
-                          (by_hand, tmp_path / "e.png")])
-    assert np.array_equal(pixels("c.png"), pixels("by_hand.png"))
+    for failing in (1, 2):  # drawn by the second process, and by this one
+        paths = [tmp_path / f"{failing}_{k}.png" for k in range(4)]
+        paths[failing] = tmp_path / "file" / f"{failing}.png"
+        with pytest.raises(WriteError, match=f"^cannot write {paths[failing]}: "):
+            figures.save_all([(by_hand(k), p) for k, p in enumerate(paths)], "drawing")
+        assert np.array_equal(pixels(f"{failing}_0.png"), pixels("by_hand.png"))
     assert not list(tmp_path.glob(".*.tmp")) and set(plt.get_fignums()) == open_before  # each figure closed

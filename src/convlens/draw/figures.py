@@ -5,6 +5,7 @@ Each function returns a matplotlib Figure (it renders inline in Jupyter); save()
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..progress import track  # noqa: E402
 from ..runs import atomic_write  # noqa: E402
+from ..storage import WriteError  # noqa: E402
 from . import SAVE_DPI  # noqa: E402
 from .inspect_figures import _show_mosaic, mosaic  # noqa: E402
 
@@ -36,21 +39,84 @@ def save(fig: Figure, path: Path, dpi: int = SAVE_DPI) -> Path:
     return Path(path)
 
 
-def save_all(drawings: Iterable[tuple[Callable[[], Figure], Path]], dpi: int = SAVE_DPI) -> list[Path]:
-    """Make and save figures one after another, as save() does, and return their paths.
+def save_all(drawings: Iterable[tuple[Callable[[], Figure], Path]], description: str, dpi: int = SAVE_DPI) -> list[Path]:
+    """Make and save figures, as save() does, with a bar; return their paths in the order given.
 
-    A hand-placed figure is drawn into pixels here and its PNG encoded and written in a second thread
-    while the next figure is made: Pillow's zlib encoding lets go of the GIL, and matplotlib's drawing
-    of the next figure runs meanwhile. Two figures' pixels wait at most. The first error is raised,
-    after every write started has ended.
+    Two things run beside this thread's drawing. Where there are cores for it (SECOND_DRAWER), a forked
+    copy of this process draws every other figure: matplotlib holds the GIL while it draws, so a second
+    process is the only way to a second core. And each hand-placed figure's PNG is encoded and written
+    in a writer thread while the next figure is made (Pillow's zlib encoding lets go of the GIL). The
+    files are those save() writes (test). The first error is raised once every write has ended.
     """
-    paths, pending = [], []
+    drawings = list(drawings)
+    second = _SecondDrawer(drawings[1::2], dpi) if _second_drawer_pays(drawings) else None
+    mine = drawings[::2] if second else drawings
+    try:
+        _save_with_writer(track(mine, description, total=len(drawings), weight=lambda _: len(drawings) / len(mine)),
+                          dpi)
+    except BaseException:
+        if second:
+            second.wait(quietly=True)
+        raise
+    if second:
+        second.wait()
+    return [Path(path) for _, path in drawings]
+
+
+SECOND_DRAWER = 4  # figures from which a forked second process draws half of them, on 2 cores or more
+
+
+def _second_drawer_pays(drawings: list) -> bool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return len(drawings) >= SECOND_DRAWER and cores >= 2 and hasattr(os, "fork")
+
+
+class _SecondDrawer:
+    """A forked copy of this process that saves its share of the figures and leaves, saying why if it failed.
+
+    The copy has every figure's data already (copy-on-write), so nothing is pickled. It runs torch on one
+    thread (a forked OpenMP pool has no threads behind it) and leaves by os._exit: this process's exit
+    handlers and buffered output are not its own.
+    """
+
+    def __init__(self, drawings: list, dpi: int):
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(read)
+            status = 0
+            try:
+                torch.set_num_threads(1)
+                for make, path in drawings:
+                    save(make(), path, dpi)
+            except BaseException as e:  # noqa: BLE001 - told to the parent, which raises it
+                os.write(write, f"{type(e).__name__}\n{e}".encode()[:8192])
+                status = 1
+            os._exit(status)
+        os.close(write)
+        self.read = read
+
+    def wait(self, quietly: bool = False) -> None:
+        with os.fdopen(self.read, "rb") as pipe:
+            told = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(self.pid, 0)
+        if quietly or status == 0:
+            return
+        kind, _, message = told.partition("\n")
+        if kind == "WriteError":
+            raise WriteError(message)
+        raise RuntimeError(f"the second drawing process failed: {kind}: {message}" if told else
+                           f"the second drawing process ended with status {status}")
+
+
+def _save_with_writer(drawings: Iterable[tuple[Callable[[], Figure], Path]], dpi: int) -> None:
+    pending = []
     with ThreadPoolExecutor(1, thread_name_prefix="png") as writer:
         try:
             for make, path in drawings:
                 fig = make()
                 if not _hand_placed(fig):  # trimmed to its contents by savefig: saved here, whole
-                    paths.append(save(fig, path, dpi))
+                    save(fig, path, dpi)
                     continue
                 fig.set_dpi(dpi)
                 fig.canvas.draw()
@@ -58,14 +124,12 @@ def save_all(drawings: Iterable[tuple[Callable[[], Figure], Path]], dpi: int = S
                 level = _compression(fig, dpi)
                 plt.close(fig)
                 pending.append(writer.submit(_write_png, pixels, Path(path), dpi, level))
-                paths.append(Path(path))
                 if len(pending) > 2:
                     pending.pop(0).result()
         finally:
             errors = [f.exception() for f in pending]  # waits for each
         if first := next((e for e in errors if e is not None), None):
             raise first
-    return paths
 
 
 def _write_png(pixels: np.ndarray, path: Path, dpi: int, level: int) -> None:

@@ -12,7 +12,6 @@ from ..draw import CMAPS, SCALES, figures
 from ..draw import inspect_figures as views
 from ..errors import UserError
 from ..inspection.maps import class_patterns, feature_maps
-from ..progress import track
 from ..runs import Run, write_json
 from ..training import predict
 from . import Result, open_run, writes_into_run
@@ -35,11 +34,10 @@ def maps(run: Run | str | Path, images: list[int], layers: list[str] | None = No
     found = feature_maps(run.model, run.test_inputs[images], layers)
     predicted = predict(run.model, run.test_images[images]).argmax(1).tolist()
     titles = [f"#{i}: {names[labels[i]]} (pred {names[p]})" for i, p in zip(images, predicted)]
-    drawing = track(found.items(), f"drawing {len(found)} layers' maps")
     files = figures.save_all(
-        (lambda m=m, layer=layer: views.feature_map_figure(run.test_images[images], m, layer, titles, cmap=cmap,
-                                                           scale=scale), folder / f"maps_{layer}.png")
-        for layer, m in drawing)
+        [(lambda m=m, layer=layer: views.feature_map_figure(run.test_images[images], m, layer, titles, cmap=cmap,
+                                                            scale=scale), folder / f"maps_{layer}.png")
+         for layer, m in found.items()], f"drawing {len(found)} layers' maps")
     data = {"images": images, "labels": [int(labels[i]) for i in images], "predictions": predicted,
             "layers": {layer: {"shape": list(m.shape[1:]), "max_per_map": m.amax((2, 3)).tolist()}
                        for layer, m in found.items()}}
