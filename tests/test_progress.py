@@ -99,3 +99,23 @@ def test_the_sanity_cascade_and_a_comparison_show_their_stages(monkeypatch):
     text = screen.getvalue()
     assert "randomising 4 layers from the top" in text and "4/4" in text  # conv1-3 and the logits
     assert "matching maps, layer by layer" in text and "3/3" in text
+
+
+def test_an_oip_search_moves_its_bar_every_step_of_every_batch(monkeypatch):
+    """64 ResNet50 maps are one batch of 96 steps of 11 s: a bar per batch sat at 0 for 17 minutes."""
+    import torch
+
+    from convlens.models import build_model
+    from convlens.oip import Ascent, class_oips, layer_oips
+    from convlens.oip import search
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=120, color_system=None))
+    monkeypatch.setattr(search, "MEMORY_BUDGET", 1)  # one map a batch: 3 batches
+    torch.manual_seed(0)
+    model = build_model("simple").eval()
+    layer_oips(model, "conv1", [0, 1, 2], ascent=Ascent(steps=5), progress="conv1: OIPs")
+    class_oips(model, [4, 9], ascent=Ascent(steps=4), progress="class OIPs")
+    text = screen.getvalue()
+    assert "conv1: OIPs" in text and "15/15" in text and "class OIPs" in text and "4/4" in text
+    assert progress._live is None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -98,3 +99,18 @@ def track(items: Iterable, description: str, total: float | None = None, weight=
             _live = None
         else:
             bar.remove_task(task)
+
+
+@contextmanager
+def ticking(description: str | None, total: int) -> Iterator[Callable[[], None]]:
+    """Yield a function that moves a bar of `total` steps by one, for work that reports as it goes (an OIP
+    search's steps) rather than a loop track() can wrap; no description, no bar."""
+    if description is None:
+        yield lambda: None
+        return
+    ticks = track(range(total), description)
+    next(ticks, None)  # the bar shows at 0
+    try:
+        yield lambda: next(ticks, None)
+    finally:
+        ticks.close()  # ends the bar when the work stops early too

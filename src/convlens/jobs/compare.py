@@ -105,8 +105,7 @@ def _pair_figures(folder: Path, stem: str, a, b, c, names, baselines, oip_layer)
 
 @functools.cache
 def _searched_oips(path: str, layer: str) -> torch.Tensor:
-    progress = f"{Path(path).name}: {layer} OIPs, batch by batch"
-    return layer_oips(load_run(path).model, layer, each_batch=lambda batches: track(batches, progress)).best
+    return layer_oips(load_run(path).model, layer, progress=f"{Path(path).name}: {layer} OIPs, step by step").best
 
 
 def _oips(run: Run, layer: str) -> torch.Tensor:

@@ -17,7 +17,6 @@ from ..draw.oip_figures import oip_gallery_figure, oip_starts_figure
 from ..errors import UserError
 from ..oip import OBJECTIVES, Ascent, OIPs, best_test_activation, class_oips, dead_reason, layer_oips
 from ..oip.search import checked_maps
-from ..progress import track
 from ..runs import Run, oip_tensors, read_json, save_tensors, write_json
 from . import Result, open_run, writes_into_run
 
@@ -39,7 +38,7 @@ def layer_oip(run: Run | str | Path, layers: list[str] | None = None, maps: list
         checked_maps(run.layers, layer, maps)
     for layer in layers:
         oips = layer_oips(run.model, layer, maps, objective, starts=starts, ascent=ascent, seed=ascent.seed,
-                          each_batch=lambda batches, layer=layer: track(batches, f"{layer}: OIPs, batch by batch"))
+                          progress=f"{layer}: OIPs, step by step")
         log(f"{layer}: {len(oips.index)} maps in {oips.seconds:.2f} s")
         found.append((oips, None))
     return _write(run, found, objective, starts, 0.0, ascent, out)
@@ -55,7 +54,8 @@ def class_oip(run: Run | str | Path, classes: list[str | int] | None = None, sta
     if manifold > 0:  # the mean test image of each class is the anchor the OIP is pulled towards
         anchors = torch.stack([run.test_inputs[run.test_labels == c].mean(0) for c in picked])  # (classes, C, H, W)
         ascent = replace(ascent, l2=manifold)
-    oips = class_oips(run.model, picked, starts=starts, ascent=ascent, seed=ascent.seed, anchors=anchors)
+    oips = class_oips(run.model, picked, starts=starts, ascent=ascent, seed=ascent.seed, anchors=anchors,
+                      progress="class OIPs, step by step")
     return _write(run, [(oips, [run.class_names[c] for c in picked])], "logit", starts, manifold, ascent, out)
 
 

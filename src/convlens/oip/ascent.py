@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,7 +128,8 @@ def image_style(ascent: Ascent, shape: tuple[int, ...]) -> str:
     return "spectral" if shape[-3] == 3 and min(shape[-2:]) >= 64 else "pixels"
 
 
-def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch.Tensor | None = None) -> AscentResult:
+def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch.Tensor | None = None,
+           on_step: Callable[[], None] = lambda: None) -> AscentResult:
     """Return the images reached by ascending `target` from `start` (B, C, H, W).
 
     target(x) returns (objective, pre_objective), both (B,). An element whose objective is zero,
@@ -138,9 +140,10 @@ def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch
     (measured on `simple`, conv1: 75% of maps beat the best test digit with exact gradients, 100% with soft).
     The precursor stage optimises a coarse image that is upsampled before the model sees it. Coarse
     pixels move whole blobs, which is how patterns with large-scale structure are found quickly.
+    `on_step` is called after every step (a progress bar's tick).
     """
     if image_style(ascent, start.shape[1:]) == "spectral":
-        return ascend_spectrum(target, start, ascent)
+        return ascend_spectrum(target, start, ascent, on_step)
     t0 = time.perf_counter()
     size = start.shape[-1]
     anchor = torch.zeros_like(start) if anchor is None else anchor
@@ -167,6 +170,7 @@ def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch
             lr = ascent.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(ascent.steps, 1))))
             p = (p.detach() + lr * direction).clamp_(0.0, 1.0)
             step += 1
+            on_step()
         x = _resize(p, size).detach()
     with torch.no_grad():
         final, pre_final = target(x)
@@ -174,7 +178,8 @@ def ascend(target, start: torch.Tensor, ascent: Ascent = Ascent(), anchor: torch
                         fired_from_start=start_value > 0, steps=step, seconds=time.perf_counter() - t0)
 
 
-def ascend_spectrum(target, start: torch.Tensor, ascent: Ascent = Ascent()) -> AscentResult:
+def ascend_spectrum(target, start: torch.Tensor, ascent: Ascent = Ascent(),
+                    on_step: Callable[[], None] = lambda: None) -> AscentResult:
     """Return the images reached by Adam on the spectra of `start`, each step seen through Lucid's transforms;
     the objective (or, while a map is silent, its pre-objective) as in ascend."""
     t0 = time.perf_counter()
@@ -193,6 +198,7 @@ def ascend_spectrum(target, start: torch.Tensor, ascent: Ascent = Ascent()) -> A
         optimiser.zero_grad()
         (-torch.where(act > 0, act, pre).sum()).backward()
         optimiser.step()
+        on_step()
     with torch.no_grad():
         x = spectral.image(parameters)
         final, pre_final = target(x)
