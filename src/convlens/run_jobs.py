@@ -14,13 +14,13 @@ from pathlib import Path
 class RunJobs:
     """Mixed into Run: one method per job that reads a run."""
 
-    def maps(self, images: str | int | list[int] = "4:1", layers: list[str] | None = None, **options):
+    def maps(self, images: str | int | list[int], layers: list[str] | None = None, **options):
         """Every map of each layer (default: all map layers) for the test images ("4:3,9:1" or indices)."""
         from .jobs.maps import maps
 
         return maps(self, self.test_indices(images), layers, **options)
 
-    def maps_across(self, images: str | int | list[int] = "4:3,9:1", layer: str | None = None, **options):
+    def maps_across(self, images: str | int | list[int], layer: str | None = None, **options):
         """Some maps of one layer across the test images: chosen=[74, 52], or differing=(4, 9) for the most separating."""
         from .jobs.maps import maps_across
 
@@ -38,11 +38,11 @@ class RunJobs:
 
         return patterns(self, layer, pair, **options)
 
-    def top(self, layer: str | None = None, k: int = 9, maps: list[int] | None = None, **options):
+    def top(self, layer: str | None = None, **options):
         """The k test images that drive each map (or just `maps`) of a layer hardest, cropped to its receptive field."""
         from .jobs.top import top
 
-        return top(self, layer, k, maps, **options)
+        return top(self, layer, **options)
 
     def probe(self, layers: list[str] | None = None, **options):
         """How well a linear probe and nearest class means read the class from each layer."""

@@ -107,8 +107,7 @@ class LiveRun:
     @cached_property
     def top_inputs(self) -> TopInputSearch:
         """The background search for each map's strongest test images; `info` starts it, as the page opens."""
-        x = images_to_device(self.dataset.test_images, torch.device("cpu"))
-        return TopInputSearch(self.model, x, self.run.layers.map_layers, TOP_INPUTS, self.lock)
+        return TopInputSearch(self.model, self.run.test_inputs, self.run.layers.map_layers, TOP_INPUTS, self.lock)
 
     @property
     def layer_shapes(self) -> dict[str, tuple[int, int, int]]:
